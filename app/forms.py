@@ -1,0 +1,155 @@
+"""Reading and validating the multipart forms of the audio endpoints.
+
+The upload limit is enforced while the body streams in, before it is all in memory: a declared
+Content-Length over the limit is refused at once, and a body that grows past it is cut off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.types import Message
+
+from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from app.formats import RESPONSE_FORMATS
+from models.languages import UnknownLanguageError, to_code
+
+_MAX_PROMPT_CHARS = 4000
+# Fields OpenAI clients may send that we accept; anything else is a 400 naming the field.
+_TRANSCRIPTION_FIELDS = {"file", "model", "language", "prompt", "response_format", "temperature",
+                         "timestamp_granularities[]", "timestamp_granularities", "route", "threshold",
+                         "stream", "chunking_strategy"}
+_QUALITY_FIELDS = {"file", "threshold", "model"}
+
+
+@dataclass(frozen=True)
+class TranscriptionForm:
+    upload: UploadFile
+    model: str | None
+    language: str | None
+    prompt: str
+    response_format: str
+    route: Literal["auto", "base", "robust"]
+    threshold: float | None
+
+
+@dataclass(frozen=True)
+class QualityForm:
+    upload: UploadFile
+    threshold: float | None
+
+
+async def read_form(request: Request, max_bytes: int) -> FormData:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise UnsupportedMediaType("send the audio as multipart/form-data with a `file` field",
+                                   param="file", code="invalid_content_type")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"upload of {int(declared)} bytes exceeds the limit of {max_bytes} bytes",
+                              param="file")
+    limited = Request(request.scope, _limited_receive(request.receive, max_bytes))
+    try:
+        return await limited.form(max_files=1, max_fields=32)
+    except MultiPartException as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc.message}", param="file") from exc
+
+
+def _limited_receive(receive, max_bytes: int):
+    received = 0
+
+    async def wrapped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                raise PayloadTooLarge(f"upload exceeds the limit of {max_bytes} bytes", param="file")
+        return message
+
+    return wrapped
+
+
+def parse_transcription_form(form: FormData) -> TranscriptionForm:
+    _reject_unknown(form, _TRANSCRIPTION_FIELDS)
+    temperature = _float_field(form, "temperature", 0.0, 1.0)
+    if temperature not in (None, 0.0):
+        raise InvalidRequest("only greedy decoding is served: temperature must be 0 or absent",
+                             param="temperature", code="unsupported_value")
+    granularities = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
+    for value in granularities:
+        if value != "segment":
+            raise InvalidRequest(f"timestamp granularity {value!r} is not supported; use 'segment'",
+                                 param="timestamp_granularities[]", code="unsupported_value")
+    if _text_field(form, "stream", "false").lower() not in ("false", "0"):
+        raise InvalidRequest("streaming is not supported", param="stream", code="unsupported_value")
+    response_format = _text_field(form, "response_format", "json")
+    if response_format not in RESPONSE_FORMATS:
+        raise InvalidRequest(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}",
+                             param="response_format")
+    route = _text_field(form, "route", "auto")
+    if route not in ("auto", "base", "robust"):
+        raise InvalidRequest("route must be auto, base or robust", param="route")
+    prompt = _text_field(form, "prompt", "")
+    if len(prompt) > _MAX_PROMPT_CHARS:
+        raise InvalidRequest(f"prompt is longer than {_MAX_PROMPT_CHARS} characters", param="prompt")
+    return TranscriptionForm(upload=_upload(form), model=_text_field(form, "model", "") or None,
+                             language=_language(form), prompt=prompt, response_format=response_format,
+                             route=route,  # type: ignore[arg-type]
+                             threshold=_float_field(form, "threshold", 0.0, 1.0))
+
+
+def parse_quality_form(form: FormData) -> QualityForm:
+    _reject_unknown(form, _QUALITY_FIELDS)
+    return QualityForm(upload=_upload(form), threshold=_float_field(form, "threshold", 0.0, 1.0))
+
+
+def _reject_unknown(form: FormData, allowed: set[str]) -> None:
+    for key in form.keys():
+        if key not in allowed:
+            raise InvalidRequest(f"unknown field {key!r}", param=key, code="unknown_field")
+
+
+def _upload(form: FormData) -> UploadFile:
+    uploads = form.getlist("file")
+    if not uploads:
+        raise InvalidRequest("the `file` field is required", param="file", code="missing_field")
+    if len(uploads) > 1 or not isinstance(uploads[0], UploadFile):
+        raise InvalidRequest("`file` must be exactly one uploaded file", param="file")
+    return uploads[0]
+
+
+def _text_field(form: FormData, name: str, default: str) -> str:
+    values = form.getlist(name)
+    if not values:
+        return default
+    if len(values) > 1 or not isinstance(values[0], str):
+        raise InvalidRequest(f"`{name}` must be given once, as text", param=name)
+    return values[0].strip()
+
+
+def _float_field(form: FormData, name: str, low: float, high: float) -> float | None:
+    raw = _text_field(form, name, "")
+    if raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"`{name}` must be a number", param=name) from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"`{name}` must be within [{low}, {high}]", param=name)
+    return value
+
+
+def _language(form: FormData) -> str | None:
+    raw = _text_field(form, "language", "")
+    if not raw:
+        return None
+    try:
+        return to_code(raw)
+    except UnknownLanguageError as exc:
+        raise InvalidRequest(str(exc), param="language", code="unsupported_language") from None

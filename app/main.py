@@ -1,0 +1,150 @@
+"""create_app(settings): the application factory. The lifespan owns everything with a lifetime:
+it loads the models (off the event loop), warms them up, flips readiness, and on shutdown drains."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import signal
+import time
+from typing import AsyncIterator, Callable
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import api
+from app.batching import Batcher, BatchLimits
+from app.errors import ServiceError, envelope, status_of
+from app.metrics import Metrics
+from app.middleware import RequestContextMiddleware
+from app.pipeline import Pipeline, SegmentJob
+from app.settings import Settings
+from app.state import ServiceState
+from app.transcription import Transcriber
+
+log = logging.getLogger("app.main")
+PipelineLoader = Callable[[Settings, Metrics], Pipeline]
+
+
+def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = None,
+               load_pipeline: PipelineLoader | None = None) -> FastAPI:
+    """Build the app. Pass `pipeline` (tests, fakes) or `load_pipeline`; default loads the profile."""
+    settings = settings or Settings()
+    state = ServiceState(settings=settings, metrics=Metrics(), started_at=time.time())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.decode_pool = concurrent.futures.ThreadPoolExecutor(settings.decode_threads,
+                                                                  thread_name_prefix="decode")
+        loading = asyncio.create_task(_load_and_warm(state, pipeline, load_pipeline))
+        try:
+            yield
+        finally:
+            await _shut_down(state, loading)
+
+    app = FastAPI(title="Mega-ASR transcription service", version="0.1.0", lifespan=lifespan)
+    app.state.service = state
+    app.include_router(api.router)
+    _install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
+    return app
+
+
+async def _load_and_warm(state: ServiceState, pipeline: Pipeline | None,
+                         loader: PipelineLoader | None) -> None:
+    settings = state.settings
+    try:
+        if pipeline is None:
+            from app.profiles import load_pipeline as default_loader
+
+            pipeline = await asyncio.to_thread(loader or default_loader, settings, state.metrics)
+        state.pipeline = pipeline
+        state.batcher = Batcher(pipeline, _limits(settings), state.metrics)
+        state.batcher.start()
+        state.transcriber = Transcriber(pipeline, state.batcher, state.decode_pool, state.metrics,
+                                        max_audio_seconds=settings.max_audio_seconds,
+                                        max_segment_seconds=settings.max_segment_seconds)
+        if settings.warmup:
+            await _warm_up(state)
+        state.set_ready(True)
+        log.info("ready: %s", pipeline.description)
+    except Exception as exc:  # a service that cannot load its models must not run
+        state.load_error = f"{type(exc).__name__}: {exc}"
+        log.exception("model loading failed; stopping the service")
+        _stop_process(state)
+
+
+async def _warm_up(state: ServiceState) -> None:
+    """One real inference per route, so the first request does not pay for lazy initialisation."""
+    rng = np.random.default_rng(0)
+    audio = (0.01 * rng.standard_normal(16_000)).astype(np.float32)
+    jobs = [SegmentJob(audio=audio, route="base"), SegmentJob(audio=audio, route="robust")]
+    started = time.perf_counter()
+    results = await state.batcher.run_on_worker(state.pipeline.run_batch, jobs)
+    if len(results) != len(jobs):
+        raise RuntimeError("warm-up returned the wrong number of results")
+    state.metrics.model_load.labels(component="warmup").set(time.perf_counter() - started)
+
+
+def _stop_process(state: ServiceState) -> None:
+    if state.request_shutdown is not None:
+        state.request_shutdown()
+    else:  # served by a plain `uvicorn app.main:...`: ask it to stop like an operator would
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _shut_down(state: ServiceState, loading: asyncio.Task) -> None:
+    state.begin_drain()
+    if not loading.done():
+        loading.cancel()
+        await asyncio.gather(loading, return_exceptions=True)
+    if state.batcher is not None:
+        drained = await state.batcher.drain(state.settings.drain_seconds)
+        if not drained:
+            log.warning("drain timed out after %.0f s; failing what is left", state.settings.drain_seconds)
+        await state.batcher.stop()
+    if state.decode_pool is not None:
+        state.decode_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _limits(settings: Settings) -> BatchLimits:
+    return BatchLimits(max_items=settings.max_batch_items, max_audio_seconds=settings.max_batch_audio_seconds,
+                       max_wait_seconds=settings.max_batch_wait_ms / 1000,
+                       max_queue_audio_seconds=settings.max_queue_audio_seconds,
+                       max_queue_segments=settings.max_queue_segments)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def respond(request: Request, error: ServiceError) -> JSONResponse:
+        request.app.state.service.metrics.errors.labels(reason=error.code).inc()
+        return JSONResponse(envelope(error), status_code=status_of(error), headers=error.headers)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return respond(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        error = ServiceError(first.get("msg", "invalid request"), param=param, code="invalid_value")
+        error.status, error.type = 400, "invalid_request_error"
+        return respond(request, error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = ServiceError(str(exc.detail), code="not_found" if exc.status_code == 404 else "http_error")
+        error.status, error.type = exc.status_code, "invalid_request_error"
+        return respond(request, error)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "?")
+        log.exception("unhandled error", extra={"request_id": request_id})
+        return respond(request, ServiceError(f"internal error (request id {request_id})"))

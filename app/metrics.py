@@ -1,0 +1,78 @@
+"""Every metric the service exports, in one place, on a registry owned by the app (no globals).
+
+Names follow Prometheus conventions: base units in the name (`_seconds`), counters end in `_total`, and a
+`route` label (`base` | `robust`) wherever the path taken matters. The Grafana dashboard and the
+autoscaler read these names; tests check the dashboard against a live /metrics.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+_BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
+_AUDIO_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 240, 480, 960)
+_SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+
+
+class Metrics:
+    """The service's metrics. One instance per app; `registry` is what /metrics exposes."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "asr_requests_total", "Answered HTTP requests by endpoint, route taken and status code.",
+            ["endpoint", "route", "status"], registry=r)
+        self.audio_seconds = Counter(
+            "asr_audio_seconds_total", "Seconds of audio transcribed, by route.", ["route"], registry=r)
+        self.request_latency = Histogram(
+            "asr_request_duration_seconds", "Request latency from upload received to answer.",
+            ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.decode_latency = Histogram(
+            "asr_decode_duration_seconds", "Audio decoding and resampling time per request.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_wait = Histogram(
+            "asr_queue_wait_seconds", "Time a segment waited in the queue before its batch ran.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.inference = Histogram(
+            "asr_inference_duration_seconds", "Model time per batch: router + recognizer.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.router_time = Histogram(
+            "asr_router_duration_seconds", "Router scoring time per batch.", buckets=_LATENCY_BUCKETS,
+            registry=r)
+        self.segment_inference = Histogram(
+            "asr_segment_inference_seconds", "Recognizer time per batch attributed to each segment's route "
+            "(batch time split by audio share).", ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            "asr_batch_size", "Segments per batch.", buckets=_BATCH_SIZE_BUCKETS, registry=r)
+        self.batch_audio = Histogram(
+            "asr_batch_audio_seconds", "Seconds of audio per batch.", buckets=_AUDIO_BUCKETS, registry=r)
+        self.batches = Counter(
+            "asr_batches_total", "Batches run, by route mix (base, robust or mixed).", ["mix"], registry=r)
+        self.queue_segments = Gauge(
+            "asr_queue_depth_segments", "Segments waiting in the queue.", registry=r)
+        self.queue_audio = Gauge(
+            "asr_queue_depth_audio_seconds", "Seconds of audio waiting in the queue or admitted and not "
+            "yet batched: the autoscaling signal.", registry=r)
+        self.inflight = Gauge(
+            "asr_inflight_requests", "Requests accepted and not yet answered.", registry=r)
+        self.router_score = Histogram(
+            "asr_router_score", "P(degraded) per segment as scored by the router.", buckets=_SCORE_BUCKETS,
+            registry=r)
+        self.route_decisions = Counter(
+            "asr_route_decisions_total", "Segments per route and why (router, request, config, language).",
+            ["route", "reason"], registry=r)
+        self.model_load = Gauge(
+            "asr_model_load_seconds", "Time to load each model component at startup.", ["component"],
+            registry=r)
+        self.errors = Counter(
+            "asr_errors_total", "Error answers by reason code.", ["reason"], registry=r)
+        self.rejected = Counter(
+            "asr_rejected_total", "Requests refused by admission control (429) or while not ready (503).",
+            ["reason"], registry=r)
+        self.cancelled_segments = Counter(
+            "asr_cancelled_segments_total", "Queued segments dropped because their client disconnected or "
+            "their deadline passed.", registry=r)
+        self.ready = Gauge("asr_ready", "1 when models are loaded, warmed up and admitting work.",
+                           registry=r)

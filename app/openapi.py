@@ -1,0 +1,53 @@
+"""OpenAPI request bodies of the multipart endpoints (parsed by hand to enforce the upload limit while
+streaming, so FastAPI cannot infer them). Clients, docs and the schemathesis fuzz read these."""
+
+from __future__ import annotations
+
+_FILE = {"type": "string", "format": "binary", "description": "Audio file: wav, flac, ogg, mp3, m4a, webm..."}
+
+TRANSCRIPTION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": _FILE,
+                "model": {"type": "string", "description": "Accepted and ignored (one model is served)."},
+                "language": {"type": "string", "description": "ISO 639-1 code or English name."},
+                "prompt": {"type": "string", "maxLength": 4000, "description": "Context / hotwords."},
+                "response_format": {"type": "string",
+                                    "enum": ["json", "text", "srt", "verbose_json", "vtt"]},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 0,
+                                "description": "Greedy decoding only: 0 or absent."},
+                "timestamp_granularities[]": {"type": "array", "items": {"type": "string",
+                                                                          "enum": ["segment"]}},
+                "route": {"type": "string", "enum": ["auto", "base", "robust"],
+                          "description": "auto = the router decides per segment."},
+                "threshold": {"type": "number", "minimum": 0, "maximum": 1,
+                              "description": "Router threshold for this request."},
+            },
+        }}},
+    },
+    "responses": {
+        "200": {"description": "Transcript (json, verbose_json) or text (text, srt, vtt)."},
+        "400": {"description": "Invalid field or undecodable audio."},
+        "401": {"description": "Missing or invalid API key."},
+        "413": {"description": "Upload or audio too long."},
+        "415": {"description": "Not audio."},
+        "429": {"description": "Overloaded; see Retry-After."},
+        "503": {"description": "Loading or draining."},
+        "504": {"description": "Deadline exceeded."},
+    },
+}
+
+QUALITY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {"file": _FILE, "threshold": {"type": "number", "minimum": 0, "maximum": 1}},
+        }}},
+    },
+}

@@ -1,0 +1,91 @@
+"""The one settings class of the service. Every field reads from the environment as MEGA_ASR_<FIELD>.
+
+The README's configuration table is generated from this class (`python -m app.cli settings-table`), so
+the descriptions here are the documentation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "mega-asr"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEGA_ASR_", extra="ignore", frozen=True)
+
+    # --- what to serve -------------------------------------------------------------------------------
+    profile: Literal["production", "demo", "tests"] = Field(
+        "demo", description="production = Qwen3-ASR-1.7B + Mega-ASR LoRA + official router; demo = Whisper "
+        "tiny.en (clean) / base (degraded) from PyPI + the shipped demo router; tests = tiny random models.")
+    model_dir: Path = Field(
+        Path("/models/Mega-ASR"), description="production: local directory laid out like the Hub repo "
+        "zhifeixie/Mega-ASR (Qwen3-ASR-1.7B/, mega-asr-merged/, audio_quality_router/). Filled by "
+        "`mega-asr-server download`; the service itself never downloads.")
+    backbone_dir: Path | None = Field(
+        None, description="production: use this backbone directory instead of <model_dir>/Qwen3-ASR-1.7B "
+        "(either the original thinker.* layout or the -hf layout).")
+    router_path: Path | None = Field(
+        None, description="Router checkpoint (.safetensors or legacy .pt) overriding the profile's default.")
+    hub_backbone_id: str = Field("Qwen/Qwen3-ASR-1.7B", description="Hub id used by the download command.")
+    hub_mega_asr_id: str = Field("zhifeixie/Mega-ASR", description="Hub id used by the download command.")
+    cache_dir: Path = Field(default_factory=_default_cache_dir,
+                            description="Where the demo profile keeps its converted Whisper models.")
+    served_model_name: str = Field("mega-asr", description="Model id listed by /v1/models; any `model` "
+                                   "form value is accepted and echoed (clients send whisper-1).")
+
+    # --- devices -------------------------------------------------------------------------------------
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto = bfloat16 on CUDA, float32 on CPU.")
+
+    # --- routing -------------------------------------------------------------------------------------
+    routing: Literal["router", "always_robust", "always_base"] = Field(
+        "router", description="router = per-segment choice by P(degraded) >= threshold; always_robust merges "
+        "the LoRA into the weights once at load (upstream's default without routing).")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Router threshold; lower sends more audio "
+                             "to the robust path. Requests may override it with the `threshold` field.")
+
+    # --- batching ------------------------------------------------------------------------------------
+    max_batch_items: int = Field(16, ge=1, le=512, description="A batch closes at this many segments.")
+    max_batch_audio_seconds: float = Field(240.0, gt=0, description="...or at this much audio in total.")
+    max_batch_wait_ms: float = Field(25.0, ge=0, le=5000, description="...or this long after its first "
+                                     "segment arrived.")
+    max_queue_audio_seconds: float = Field(1800.0, gt=0, description="Admission control: a request whose "
+                                           "audio would push the queue past this gets 429 + Retry-After.")
+    max_queue_segments: int = Field(1024, ge=1, description="Hard bound on queued segments.")
+
+    # --- requests ------------------------------------------------------------------------------------
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1024, description="413 beyond this (OpenAI: 25 MB).")
+    max_audio_seconds: float = Field(1200.0, gt=0, description="413 for longer audio (the model's limit).")
+    max_segment_seconds: float = Field(30.0, gt=1, le=30, description="Long audio is cut into segments of "
+                                       "at most this length at pauses.")
+    request_timeout_seconds: float = Field(300.0, gt=0, description="Deadline per request: 504 after it.")
+    max_new_tokens: int = Field(256, ge=8, le=2048, description="Token cap per segment (Mega-ASR: 256).")
+    decode_threads: int = Field(2, ge=1, le=64, description="Thread pool for audio decoding.")
+    drain_seconds: float = Field(30.0, ge=0, description="On SIGTERM: stop admitting, finish accepted "
+                                 "work for at most this long, then exit. Keep below the pod's grace period.")
+
+    # --- security ------------------------------------------------------------------------------------
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated bearer keys; empty = no authentication.")
+
+    # --- server --------------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Bind address of `mega-asr-server serve`.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of `mega-asr-server serve`.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    warmup: bool = Field(True, description="Run one inference before /readyz turns 200.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value

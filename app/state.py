@@ -1,0 +1,38 @@
+"""What the app owns for its lifetime (created by create_app, filled by the lifespan)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from dataclasses import dataclass, field
+from typing import Callable
+
+from app.batching import Batcher
+from app.metrics import Metrics
+from app.pipeline import Pipeline
+from app.settings import Settings
+from app.transcription import Transcriber
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    metrics: Metrics
+    pipeline: Pipeline | None = None
+    batcher: Batcher | None = None
+    transcriber: Transcriber | None = None
+    decode_pool: concurrent.futures.ThreadPoolExecutor | None = None
+    ready: bool = False
+    draining: bool = False
+    load_error: str | None = None
+    inflight: int = 0
+    # Called when the service cannot serve (a model failed to load): the CLI stops the server with it.
+    request_shutdown: Callable[[], None] | None = None
+    started_at: float = field(default=0.0)
+
+    def set_ready(self, ready: bool) -> None:
+        self.ready = ready
+        self.metrics.ready.set(1 if ready and not self.draining else 0)
+
+    def begin_drain(self) -> None:
+        self.draining = True
+        self.metrics.ready.set(0)

@@ -1,0 +1,71 @@
+"""A request's transcript, reassembled from its segments' results with global timestamps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from app.pipeline import SegmentResult
+
+# Languages written without spaces between words: segments are joined without a separator.
+_UNSPACED = {"zh", "ja", "th", "yue", "lo", "km", "my"}
+
+
+@dataclass(frozen=True)
+class TimedSegment:
+    id: int
+    start: float  # seconds from the start of the file
+    end: float
+    text: str
+    route: str | None  # None for spans the model never saw (silence)
+    router_score: float | None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str | None
+    duration: float
+    route: str  # base | robust | mixed | none (nothing needed recognition)
+    router_score: float | None  # the file's P(degraded): the highest segment score (see README)
+    segments: tuple[TimedSegment, ...]
+    no_speech: bool
+
+
+def assemble(windows: Sequence[tuple[float, float]], results: Sequence[SegmentResult | None],
+             duration: float, language: str | None) -> Transcript:
+    """Join per-window results (None = silent window, not sent to the model) into one transcript.
+
+    `windows` are the cut points of the segmenter in seconds; a result's own spans (Whisper
+    timestamps) are shifted by its window start, else the window is one segment.
+    """
+    segments: list[TimedSegment] = []
+    for (start, end), result in zip(windows, results):
+        if result is None or not result.text.strip():
+            continue
+        for span_start, span_end, text in _spans(result, start, end):
+            segments.append(TimedSegment(len(segments), span_start, span_end, text, result.route,
+                                         result.router_score))
+    used = [r for r in results if r is not None]
+    detected = language or _majority_language(used)
+    joiner = "" if detected in _UNSPACED else " "
+    text = joiner.join(seg.text for seg in segments).strip()
+    routes = {r.route for r in used}
+    route = "none" if not routes else routes.pop() if len(routes) == 1 else "mixed"
+    scores = [r.router_score for r in used if r.router_score is not None]
+    return Transcript(text=text, language=detected, duration=duration, route=route,
+                      router_score=max(scores) if scores else None, segments=tuple(segments),
+                      no_speech=not text)
+
+
+def _spans(result: SegmentResult, start: float, end: float) -> list[tuple[float, float, str]]:
+    spans = [(start + s.start, min(end, start + s.end), s.text.strip()) for s in result.spans if s.text.strip()]
+    return spans or [(start, end, result.text.strip())]
+
+
+def _majority_language(results: Sequence[SegmentResult]) -> str | None:
+    counts: dict[str, int] = {}
+    for result in results:
+        if result.language and result.text.strip():
+            counts[result.language] = counts.get(result.language, 0) + 1
+    return max(counts, key=counts.__getitem__) if counts else None
