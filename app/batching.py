@@ -208,7 +208,7 @@ class Batcher:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            results, timing = await loop.run_in_executor(self._executor, _run_with_oom_split,
+            results, timing = await loop.run_in_executor(self._executor, run_with_oom_split,
                                                          self.pipeline, jobs)
         except asyncio.CancelledError:  # stop() during a batch: still answer every request in it
             for pending in live:
@@ -261,7 +261,7 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError)
 
 
-def _run_with_oom_split(pipeline: Pipeline, jobs: list[SegmentJob]) -> tuple[list[SegmentResult], BatchTiming]:
+def run_with_oom_split(pipeline: Pipeline, jobs: list[SegmentJob]) -> tuple[list[SegmentResult], BatchTiming]:
     """Run a batch; on CUDA out-of-memory, retry it split in halves (down to single segments)."""
     timing = BatchTiming()
     try:
@@ -272,8 +272,8 @@ def _run_with_oom_split(pipeline: Pipeline, jobs: list[SegmentJob]) -> tuple[lis
         log.warning("out of memory on a batch of %d segments; retrying in halves", len(jobs))
         _empty_cuda_cache()
     half = len(jobs) // 2
-    left, left_timing = _run_with_oom_split(pipeline, jobs[:half])
-    right, right_timing = _run_with_oom_split(pipeline, jobs[half:])
+    left, left_timing = run_with_oom_split(pipeline, jobs[:half])
+    right, right_timing = run_with_oom_split(pipeline, jobs[half:])
     merged = BatchTiming(left_timing.router_seconds + right_timing.router_seconds,
                          left_timing.recognizer_seconds + right_timing.recognizer_seconds,
                          left_timing.routes + right_timing.routes)

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import api
-from app.batching import Batcher, BatchLimits
+from app.batching import Batcher, BatchLimits, run_with_oom_split
 from app.errors import ServiceError, envelope, status_of
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
@@ -86,7 +86,7 @@ async def _warm_up(state: ServiceState) -> None:
     audio = (0.01 * rng.standard_normal(16_000)).astype(np.float32)
     jobs = [SegmentJob(audio=audio, route="base"), SegmentJob(audio=audio, route="robust")]
     started = time.perf_counter()
-    results = await state.batcher.run_on_worker(state.pipeline.run_batch, jobs)
+    results, _ = await state.batcher.run_on_worker(run_with_oom_split, state.pipeline, jobs)
     if len(results) != len(jobs):
         raise RuntimeError("warm-up returned the wrong number of results")
     state.metrics.model_load.labels(component="warmup").set(time.perf_counter() - started)

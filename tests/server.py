@@ -28,17 +28,26 @@ def running(app: FastAPI, *, wait_ready: bool = True, timeout: float = 120.0) ->
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on"))
+    app.state.service.request_shutdown = lambda: setattr(server, "should_exit", True)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
     poll(lambda: server.started, timeout, "server did not start")
     if wait_ready:
-        poll(lambda: httpx.get(f"{base}/readyz").status_code == 200, timeout, "service never became ready")
+        poll(lambda: _ready_or_failed(base), timeout, "service never became ready")
+        if httpx.get(f"{base}/readyz").status_code != 200:
+            server.should_exit = True
+            raise AssertionError(f"service failed to load: {app.state.service.load_error}")
     try:
         yield base
     finally:
         server.should_exit = True
         thread.join(timeout=60)
+
+
+def _ready_or_failed(base: str) -> bool:
+    answer = httpx.get(f"{base}/readyz")
+    return answer.status_code == 200 or answer.json().get("status") == "failed"
 
 
 def poll(predicate, timeout: float, message: str) -> None:
