@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence
+from typing import BinaryIO, Sequence
 
 import numpy as np
 import torch
@@ -145,8 +145,8 @@ def _read_variable(stream: ConcatenatedReader) -> tuple[str, torch.Tensor]:
     return name, tensor.reshape(dims)
 
 
-def iter_ct2_variables(stream: ConcatenatedReader, expected_spec: str | None) -> Iterator[tuple[str, torch.Tensor]]:
-    """Validate the header, then yield (name, tensor) per variable; the caller reads aliases after."""
+def _read_header(stream: ConcatenatedReader, expected_spec: str | None) -> tuple[int, str, int, int]:
+    """(version, spec_name, revision, variable count), validated."""
     version = _read_u32(stream, "binary version")
     if not MIN_BINARY_VERSION <= version <= MAX_BINARY_VERSION:
         raise Ct2FormatError(f"unsupported CT2 binary version {version} "
@@ -155,10 +155,7 @@ def iter_ct2_variables(stream: ConcatenatedReader, expected_spec: str | None) ->
     if expected_spec is not None and spec_name != expected_spec:
         raise Ct2FormatError(f"CT2 model is a {spec_name!r}, expected {expected_spec!r}")
     revision = _read_u32(stream, "spec revision")
-    count = _read_u32(stream, "variable count")
-    stream.header = (version, spec_name, revision, count)  # type: ignore[attr-defined]
-    for _ in range(count):
-        yield _read_variable(stream)
+    return version, spec_name, revision, _read_u32(stream, "variable count")
 
 
 def _read_aliases(stream: ConcatenatedReader) -> dict[str, str]:
@@ -178,8 +175,10 @@ def read_ct2_model(paths: Path | Sequence[Path], expected_spec: str | None = "Wh
     parts = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     with ConcatenatedReader(parts) as stream:
         bar = _progress_bar(stream.total_size, parts[0].name, progress)
+        version, spec_name, revision, count = _read_header(stream, expected_spec)
         variables: dict[str, torch.Tensor] = {}
-        for name, tensor in iter_ct2_variables(stream, expected_spec):
+        for _ in range(count):
+            name, tensor = _read_variable(stream)
             if name in variables:
                 raise Ct2FormatError(f"variable {name!r} appears twice")
             variables[name] = tensor
@@ -187,7 +186,6 @@ def read_ct2_model(paths: Path | Sequence[Path], expected_spec: str | None = "Wh
         aliases = _read_aliases(stream)
         bar.update(stream.position - bar.n)
         bar.close()
-        version, spec_name, revision, _ = stream.header  # type: ignore[attr-defined]
     dangling = {alias: target for alias, target in aliases.items() if target not in variables}
     if dangling:
         raise Ct2FormatError(f"aliases point at missing variables: {dangling}")
