@@ -18,7 +18,7 @@ from app import formats
 from app.errors import ClientClosed, DeadlineExceeded, InvalidRequest, NotFound, NotReady, Unauthorized
 from app.forms import parse_quality_form, parse_transcription_form, read_form
 from app.openapi import QUALITY_BODY, TRANSCRIPTION_BODY
-from app.pipeline import LanguageNotSupported
+from app.pipeline import LanguageNotSupported, RouteNotAvailable
 from app.state import ServiceState
 from app.transcription import TranscriptionOptions
 
@@ -72,6 +72,10 @@ async def _transcribe(request: Request, state: ServiceState, started: float) -> 
     settings = state.settings
     form = parse_transcription_form(await read_form(request, settings.max_upload_bytes))
     threshold = settings.threshold if form.threshold is None else form.threshold
+    try:
+        state.pipeline.check_route(form.route)
+    except RouteNotAvailable as exc:
+        raise InvalidRequest(str(exc), param="route", code="route_unavailable") from None
     try:
         state.pipeline.check_language(form.language, form.route)
     except LanguageNotSupported as exc:

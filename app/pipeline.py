@@ -56,6 +56,10 @@ class LanguageNotSupported(ValueError):
     """No recognition path can transcribe the requested language."""
 
 
+class RouteNotAvailable(ValueError):
+    """The requested route is not served by this deployment."""
+
+
 class Pipeline:
     """Router + recognizer, as loaded for one profile."""
 
@@ -74,6 +78,12 @@ class Pipeline:
         scores = self.scorer.score(list(waveforms))
         _check_length("router", scores, waveforms)
         return [float(s) for s in scores]
+
+    def check_route(self, route: RouteRequest) -> None:
+        """Raise RouteNotAvailable at admission when a forced route is not loaded (a path that supports
+        no language at all, e.g. the base path of an always-robust deployment with the LoRA merged)."""
+        if route != "auto" and self.recognizer.languages(route == "robust") == frozenset():
+            raise RouteNotAvailable(f"the {route} path is not available in this deployment")
 
     def check_language(self, language: str | None, route: RouteRequest) -> None:
         """Raise LanguageNotSupported at admission when no allowed path can do `language`."""
