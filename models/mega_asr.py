@@ -49,6 +49,7 @@ def load_mega_asr(root: str | Path, *, backbone_dir: Path | None = None, router_
                   device: str = "auto", dtype: str = "auto", mode: AdapterMode = "routed",
                   max_new_tokens: int = 256) -> MegaASR:
     """Backbone + adapter (row-gated, or merged once for always-robust) + router, all strictly loaded."""
+    backbone, adapter_dir, router_file = find_components(Path(root), backbone_dir, router_path)
     from models.device import select_device_and_dtype
     from models.mega_adapter import MegaAdapter, merge_adapter
     from models.qwen3_asr.checkpoint import load_qwen3_asr
@@ -56,7 +57,6 @@ def load_mega_asr(root: str | Path, *, backbone_dir: Path | None = None, router_
     from models.router.checkpoint import load_router
     from models.router.scorer import RouterScorer
 
-    backbone, adapter_dir, router_file = find_components(Path(root), backbone_dir, router_path)
     torch_device, torch_dtype = select_device_and_dtype(device, dtype)
     seconds: dict[str, float] = {}
     started = time.perf_counter()

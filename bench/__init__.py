@@ -1,0 +1,1 @@
+"""Benchmarks: the service against sequential, ideal in-process and peer-server baselines (not tests)."""

@@ -1,0 +1,69 @@
+"""The benchmark's audio: real recordings from the shared fixtures, as short (1–5 s), medium (10–20 s)
+and long (60 s+) clips. Medium and long clips are real recordings joined with short pauses."""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from app.audio import decode_audio
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio"
+RATE = 16_000
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    kind: str  # short | medium | long
+    samples: np.ndarray  # float32 16 kHz mono
+    reference: str
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / RATE
+
+    def wav(self) -> bytes:
+        buffer = io.BytesIO()
+        sf.write(buffer, self.samples, RATE, format="WAV", subtype="PCM_16")
+        return buffer.getvalue()
+
+
+def english_recordings(root: Path = FIXTURES) -> list[Clip]:
+    clips = []
+    for line in (root / "MANIFEST.tsv").read_text().splitlines()[1:]:
+        path, language, reference = line.split("\t")
+        if language != "en" or not path.startswith("human/"):
+            continue
+        audio = decode_audio((root / path).read_bytes(), max_seconds=600).samples
+        clips.append(Clip(Path(path).stem, "short", audio, reference))
+    return clips
+
+
+def _join(parts: list[Clip], name: str, kind: str) -> Clip:
+    pause = np.zeros(int(0.4 * RATE), np.float32)
+    samples = np.concatenate([x for clip in parts for x in (clip.samples, pause)])
+    return Clip(name, kind, samples, " ".join(c.reference for c in parts))
+
+
+def _until(pool: list[Clip], rng: random.Random, seconds: float) -> list[Clip]:
+    chosen: list[Clip] = []
+    while sum(c.seconds + 0.4 for c in chosen) < seconds:
+        chosen.append(rng.choice(pool))
+    return chosen
+
+
+def benchmark_mix(seed: int = 0, shorts: int = 6, mediums: int = 3, longs: int = 1) -> list[Clip]:
+    """The clip mix, deterministic under `seed`."""
+    rng = random.Random(seed)
+    recordings = english_recordings()
+    short_pool = [c for c in recordings if 1.0 <= c.seconds <= 5.0]
+    mix = [rng.choice(short_pool) for _ in range(shorts)]
+    mix += [_join(_until(recordings, rng, 12.0), f"medium{i}", "medium") for i in range(mediums)]
+    mix += [_join(_until(recordings, rng, 62.0), f"long{i}", "long") for i in range(longs)]
+    return mix

@@ -1,0 +1,50 @@
+"""The real `mega-asr-server serve` process: refuses to run without its models; drains on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server import free_port, poll, wav_bytes
+from tests.fakes import tone
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn(env_overrides: dict[str, str]) -> subprocess.Popen:
+    env = {**os.environ, "MEGA_ASR_HOST": "127.0.0.1", **env_overrides}
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_missing_production_weights_stop_the_service(tmp_path):
+    process = spawn({"MEGA_ASR_PROFILE": "production", "MEGA_ASR_MODEL_DIR": str(tmp_path / "nothing"),
+                     "MEGA_ASR_PORT": str(free_port())})
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1, output
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert any("not a Mega-ASR checkpoint directory" in line.get("error", "") + line["message"] for line in lines)
+
+
+@pytest.mark.slow
+def test_tests_profile_serves_and_drains_on_sigterm():
+    port = free_port()
+    process = spawn({"MEGA_ASR_PROFILE": "tests", "MEGA_ASR_PORT": str(port), "MEGA_ASR_DRAIN_SECONDS": "20"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: httpx.get(f"{base}/readyz").status_code == 200, 240, "tests profile never became ready")
+        answer = httpx.post(f"{base}/v1/audio/transcriptions", files={"file": ("a.wav", wav_bytes(tone(2.0)))},
+                            data={"response_format": "verbose_json"}, timeout=120)
+        assert answer.status_code == 200 and answer.json()["route"] in ("base", "robust")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
