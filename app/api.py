@@ -46,6 +46,8 @@ def _check_api_key(request: Request, state: ServiceState) -> None:
 
 
 def _check_serving(state: ServiceState) -> None:
+    if state.draining or not state.ready:
+        state.metrics.rejected.labels(reason="draining" if state.draining else "loading").inc()
     if state.draining:
         raise NotReady("the service is draining for shutdown; retry on another replica",
                        headers={"Retry-After": "1"})
