@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     download = commands.add_parser("download", help="download production weights from the Hub")
     download.add_argument("--dest", type=Path, required=True)
     download.add_argument("--revision", default=None)
+    download.add_argument("--backbone-id", default=None,
+                          help="also fetch this backbone repo into <dest>/Qwen3-ASR-1.7B (default: the copy "
+                               "inside the Mega-ASR repo)")
+    download.add_argument("--force", action="store_true", help="download again even if complete")
     commands.add_parser("settings-table", help="print the configuration table of the README")
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -29,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare-demo":
         return prepare_demo(args.cache_dir)
     if args.command == "download":
-        return download_weights(args.dest, args.revision)
+        return download_weights(args.dest, args.revision, args.backbone_id, args.force)
     return settings_table()
 
 
@@ -92,12 +96,12 @@ def prepare_demo(cache_dir: Path | None) -> int:
     return 0
 
 
-def download_weights(dest: Path, revision: str | None) -> int:
+def download_weights(dest: Path, revision: str | None, backbone_id: str | None, force: bool) -> int:
     from app.download import download_weights as run
     from app.settings import Settings
 
     settings = Settings()
-    run(dest, mega_asr_id=settings.hub_mega_asr_id, backbone_id=None, revision=revision)
+    run(dest, mega_asr_id=settings.hub_mega_asr_id, backbone_id=backbone_id, revision=revision, force=force)
     return 0
 
 
