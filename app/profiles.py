@@ -58,8 +58,8 @@ def _demo(settings: Settings, metrics: Metrics) -> Pipeline:
 
     started = time.perf_counter()
     paths = ensure_demo_models(settings.cache_dir, progress=True)
-    base = WhisperRecognizer.from_dir(paths.tiny_en)
-    robust = WhisperRecognizer.from_dir(paths.base)
+    base = WhisperRecognizer.from_pretrained(paths.tiny_en)
+    robust = WhisperRecognizer.from_pretrained(paths.base)
     metrics.model_load.labels(component="recognizer").set(time.perf_counter() - started)
     started = time.perf_counter()
     router_path = settings.router_path or demo_router_path()

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from app.audio import decode_audio
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio"
 RATE = 16_000
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -41,7 +41,7 @@ class Ct2WhisperSource:
     tokenizer_json: Path
 
     @classmethod
-    def from_paths(cls, src: Path | Sequence[Path]) -> "Ct2WhisperSource":
+    def from_paths(cls, src: Path | Sequence[Path]) -> Ct2WhisperSource:
         """A directory holding model.bin, or the model part files (config/tokenizer beside the first part)."""
         files = [Path(src)] if isinstance(src, (str, Path)) else [Path(p) for p in src]
         if len(files) == 1 and files[0].is_dir():
@@ -139,9 +139,8 @@ def _check_spec_attributes(ct2: Ct2Model, heads: int) -> None:
 def _tied_projection(pool: _VariablePool, ct2: Ct2Model, embeddings: torch.Tensor) -> torch.Tensor:
     """transformers ties proj_out to the token embeddings; CT2 aliases them (or stores an equal copy)."""
     name = "decoder/projection/weight"
-    if name in ct2.aliases or name in ct2.variables:
-        if not torch.equal(pool.take(name), embeddings):
-            raise ConversionError(f"{name} differs from decoder/embeddings/weight; transformers ties them")
+    if (name in ct2.aliases or name in ct2.variables) and not torch.equal(pool.take(name), embeddings):
+        raise ConversionError(f"{name} differs from decoder/embeddings/weight; transformers ties them")
     return embeddings
 
 

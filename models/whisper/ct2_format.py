@@ -12,9 +12,10 @@ as the concatenation of the parts in order, without joining them on disk.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class ConcatenatedReader:
         self._handle: BinaryIO | None = None
         self.position = 0  # bytes consumed so far, for error messages and progress
 
-    def __enter__(self) -> "ConcatenatedReader":
+    def __enter__(self) -> ConcatenatedReader:  # noqa: PYI034 (typing.Self needs Python 3.11)
         self._handle = self._paths[0].open("rb")
         return self
 

@@ -11,7 +11,7 @@ from app.audio import decode_audio
 from app.segmenter import split_for_recognition
 
 RATE = 16_000
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "audio"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 
 
 def speechlike(seconds: float, seed: int) -> np.ndarray:

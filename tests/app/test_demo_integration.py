@@ -1,0 +1,100 @@
+"""The demo profile for real: uvicorn on loopback with Whisper tiny.en / base and the shipped router,
+driven by curl, httpx and the official openai client; real transcripts of real recordings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from app.audio import decode_audio
+from app.main import create_app
+from app.settings import Settings
+from tests.server import running, wav_bytes
+
+pytestmark = pytest.mark.slow
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
+
+
+def manifest(language: str = "en", prefix: str = "human/") -> list[tuple[Path, str]]:
+    rows = [line.split("\t") for line in (FIXTURES / "MANIFEST.tsv").read_text().splitlines()[1:]]
+    return [(FIXTURES / path, ref) for path, lang, ref in rows if lang == language and path.startswith(prefix)]
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    norm = EnglishTextNormalizer()
+    return jiwer.wer([norm(r) for r in refs], [norm(h) for h in hyps])
+
+
+@pytest.fixture(scope="module")
+def demo():
+    with running(create_app(Settings(profile="demo", max_batch_items=4)), timeout=600) as base:
+        yield base
+
+
+def test_curl_json_and_srt(demo):
+    if shutil.which("curl") is None:
+        pytest.skip("curl not installed (.ci/run installs it)")
+    clip = FIXTURES / "human" / "goforward.wav"
+    out = subprocess.run(["curl", "-sf", f"{demo}/v1/audio/transcriptions", "-F", f"file=@{clip}"],
+                         capture_output=True, text=True, check=True).stdout
+    body = json.loads(out)
+    assert "forward" in body["text"].lower() and body["route"] in ("base", "robust")
+    assert 0.0 <= body["router_score"] <= 1.0
+    srt = subprocess.run(["curl", "-sf", f"{demo}/v1/audio/transcriptions", "-F", f"file=@{clip}",
+                          "-F", "response_format=srt"], capture_output=True, text=True, check=True).stdout
+    assert srt.startswith("1\n00:00:00,000 --> ") and "forward" in srt.lower()
+
+
+def test_openai_client_every_format(demo):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{demo}/v1", api_key="unused")
+    clip = FIXTURES / "human" / "sense_and_sensibility_01_austen_64kb-0880.wav"
+    with clip.open("rb") as f:
+        plain = client.audio.transcriptions.create(model="whisper-1", file=f)
+    assert plain.text and getattr(plain, "route") in ("base", "robust")
+    for fmt, check in (("text", lambda r: isinstance(r, str) and r.strip()),
+                       ("srt", lambda r: r.startswith("1\n00:00:00,000 --> ")),
+                       ("vtt", lambda r: r.startswith("WEBVTT")),
+                       ("verbose_json", lambda r: r.segments and r.segments[0].start == 0.0 and r.duration > 1)):
+        with clip.open("rb") as f:
+            answer = client.audio.transcriptions.create(model="whisper-1", file=f, response_format=fmt)
+        assert check(answer), (fmt, answer)
+
+
+def test_real_recordings_within_wer_bound(demo):
+    refs, hyps = [], []
+    with httpx.Client(base_url=demo, timeout=300) as client:
+        for path, ref in manifest():
+            answer = client.post("/v1/audio/transcriptions", files={"file": (path.name, path.read_bytes())},
+                                 data={"language": "en"})
+            assert answer.status_code == 200, answer.text
+            refs.append(ref)
+            hyps.append(answer.json()["text"])
+    assert wer(refs, hyps) <= 0.15
+
+
+def test_long_file_cut_at_pauses_loses_and_doubles_nothing(demo):
+    clips = manifest()
+    parts, refs = [], []
+    for path, ref in clips * 2:
+        parts += [decode_audio(path.read_bytes(), max_seconds=60).samples, np.zeros(8000, np.float32)]
+        refs.append(ref)
+    audio = np.concatenate(parts)
+    assert len(audio) > 70 * 16000
+    answer = httpx.post(f"{demo}/v1/audio/transcriptions", files={"file": ("long.wav", wav_bytes(audio))},
+                        data={"response_format": "verbose_json", "language": "en"}, timeout=600)
+    body = answer.json()
+    assert answer.status_code == 200 and body["duration"] == pytest.approx(len(audio) / 16000, abs=0.01)
+    assert wer([" ".join(refs)], [body["text"]]) <= 0.15
+    starts = [s["start"] for s in body["segments"]]
+    assert starts == sorted(starts) and body["segments"][-1]["end"] <= body["duration"] + 0.01
