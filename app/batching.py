@@ -16,8 +16,9 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.metrics import Metrics

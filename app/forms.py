@@ -109,7 +109,7 @@ def parse_quality_form(form: FormData) -> QualityForm:
 
 
 def _reject_unknown(form: FormData, allowed: set[str]) -> None:
-    for key in form.keys():
+    for key in form:
         if key not in allowed:
             raise InvalidRequest(f"unknown field {key!r}", param=key, code="unknown_field")
 

@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 from fastapi import FastAPI, Request

@@ -8,8 +8,9 @@ queues: it takes a list of jobs and returns a list of results of the same length
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 

@@ -8,6 +8,7 @@ lengths add up to the input, so no word is lost or transcribed twice at a cut.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ def split_for_recognition(samples: np.ndarray, *, max_segment_seconds: float = 3
                           use_vad: bool = True) -> list[Segment]:
     config = SegmenterConfig(max_segment_seconds=max_segment_seconds, use_vad=use_vad)
     bounds = cut_points(samples, config)
-    return [Segment(a / RATE, b / RATE, samples[a:b]) for a, b in zip(bounds, bounds[1:])]
+    return [Segment(a / RATE, b / RATE, samples[a:b]) for a, b in itertools.pairwise(bounds)]
 
 
 def cut_points(samples: np.ndarray, config: SegmenterConfig) -> list[int]:
@@ -118,5 +119,5 @@ def _vad_gaps(samples: np.ndarray, config: SegmenterConfig) -> list[tuple[int, i
             _VAD_MODEL = load_silero_vad()
         speech = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(samples)), _VAD_MODEL,
                                        sampling_rate=RATE)
-    gaps = [(left["end"], right["start"]) for left, right in zip(speech, speech[1:])]
+    gaps = [(left["end"], right["start"]) for left, right in itertools.pairwise(speech)]
     return [(a, b) for a, b in gaps if b - a >= config.min_pause_seconds * RATE]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from app.batching import Batcher
 from app.metrics import Metrics

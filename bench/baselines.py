@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from app.pipeline import Pipeline
 from app.segmenter import split_for_recognition

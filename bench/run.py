@@ -11,8 +11,8 @@ import platform
 import resource
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import uvicorn

@@ -22,7 +22,7 @@ _CODE_BY_NAME = {name.lower(): code for code, name in LANGUAGE_NAMES.items()}
 
 # The 30 languages Qwen3-ASR-1.7B was trained on (its model card); Chinese dialects are answered as "zh".
 QWEN3_ASR_LANGUAGES: frozenset[str] = frozenset(
-    "zh en yue ar de fr es pt id it ko ru th vi ja tr hi ms nl sv da fi pl cs fil fa el ro hu mk".split()
+    ["zh", "en", "yue", "ar", "de", "fr", "es", "pt", "id", "it", "ko", "ru", "th", "vi", "ja", "tr", "hi", "ms", "nl", "sv", "da", "fi", "pl", "cs", "fil", "fa", "el", "ro", "hu", "mk"]
 )
 
 

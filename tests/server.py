@@ -7,7 +7,7 @@ import io
 import socket
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import numpy as np

@@ -51,7 +51,7 @@ def save_router(model: AudioQualityClassifier, path: str | Path, config_extra: d
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
-            state = {key: f.get_tensor(key) for key in f.keys()}
+            state = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
             raw = (f.metadata() or {}).get("config")
     except (SafetensorError, OSError, ValueError) as exc:
         raise RouterCheckpointError(f"{path}: unreadable safetensors file ({exc})") from None

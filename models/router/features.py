@@ -5,8 +5,8 @@ The filterbank is transformers' maintained `mel_filter_bank`; the STFT is torch'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import torch

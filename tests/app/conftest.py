@@ -10,7 +10,7 @@ from tests.server import running
 
 
 def fake_settings(**overrides) -> Settings:
-    values = dict(profile="tests", max_batch_wait_ms=5.0, warmup=True, drain_seconds=5.0)
+    values = {"profile": "tests", "max_batch_wait_ms": 5.0, "warmup": True, "drain_seconds": 5.0}
     values.update(overrides)
     return Settings(**values)
 

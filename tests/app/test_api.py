@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import re
 
 import httpx
@@ -46,7 +47,7 @@ def test_long_file_is_segmented_and_reassembled_with_global_timestamps(fake_serv
     assert len(segments) == 3 and body["route"] == "mixed"
     assert [s["route"] for s in segments] == ["base", "robust", "base"]
     assert segments[0]["start"] == 0.0 and abs(segments[-1]["end"] - 70.0) < 0.05
-    for left, right in zip(segments, segments[1:]):
+    for left, right in itertools.pairwise(segments):
         assert abs(left["end"] - right["start"]) < 1e-6  # contiguous: nothing lost, nothing doubled
     assert body["router_score"] == max(s["router_score"] for s in segments)
     assert sum(len(b) for b in recognizer.batches) >= 3
@@ -66,7 +67,7 @@ def test_subtitle_and_text_formats(fake_service):
 
 
 def test_concurrent_requests_share_batches(fake_service):
-    base, recognizer = fake_service(max_batch_wait_ms=300.0, max_batch_items=8)
+    base, _recognizer = fake_service(max_batch_wait_ms=300.0, max_batch_items=8)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda i: post(base, tone(1.0, QUIET if i % 2 else LOUD)), range(8)))
     assert all(a.status_code == 200 for a in answers)

@@ -141,7 +141,7 @@ def test_formats_only_pyav_reads(fake_service, container, codec):
             chunk = samples[start:start + 960][None, :]
             if not frame_format.startswith("flt"):
                 chunk = (chunk * 32767).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(chunk, format=frame_format if frame_format.endswith("p") else frame_format, layout="mono")
+            frame = av.AudioFrame.from_ndarray(chunk, format=frame_format, layout="mono")
             frame.sample_rate = 48000
             for packet in stream.encode(frame):
                 out.mux(packet)

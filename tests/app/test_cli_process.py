@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server import free_port, poll, wav_bytes
 from tests.fakes import tone
+from tests.server import free_port, poll, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,12 +7,11 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.main import create_app
+from app.pipeline import Pipeline
 from tests.app.conftest import fake_settings
 from tests.fakes import FakeRecognizer, FakeRouter, tone
 from tests.server import running, wav_bytes
-
-from app.main import create_app
-from app.pipeline import Pipeline
 
 FIELDS = ["model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]", "route",
           "threshold", "stream", "bogus"]

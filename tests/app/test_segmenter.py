@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
 def assert_covering(segments, total_samples: int, limit: float = 30.0) -> None:
     assert segments[0].start == 0.0
     assert sum(len(s.samples) for s in segments) == total_samples
-    for left, right in zip(segments, segments[1:]):
+    for left, right in itertools.pairwise(segments):
         assert left.end == right.start
     assert all(s.end - s.start <= limit + 1e-9 for s in segments)
 
@@ -44,7 +45,7 @@ def test_cuts_fall_inside_pauses(use_vad):
     assert_covering(segments, len(audio))
     assert len(segments) >= 4
     for segment in segments[1:]:
-        cut = int(round(segment.start * RATE))
+        cut = round(segment.start * RATE)
         assert any(a <= cut <= b for a, b in pauses), f"cut at {segment.start:.2f}s is not in a pause"
 
 
@@ -78,5 +79,5 @@ def test_real_speech_joined_with_pauses_is_cut_in_the_pauses():
     segments = split_for_recognition(audio, use_vad=True)
     assert_covering(segments, len(audio))
     for segment in segments[1:]:
-        cut = int(round(segment.start * RATE))
+        cut = round(segment.start * RATE)
         assert any(a <= cut <= b for a, b in pauses), f"cut at {segment.start:.2f}s is inside speech"
