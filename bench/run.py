@@ -83,7 +83,7 @@ def profile_settings(profile: str, max_batch: int) -> Settings:
 
 
 def run_profile(name: str, pipeline: Pipeline, settings: Settings, clips: list[Clip], levels: list[int],
-                requests_per_level: int, peer: bool) -> dict:
+                requests_per_level: int, peer: bool, adapter_dir: Path | None = None) -> dict:
     url_path = "/v1/audio/transcriptions"
     fields = {"language": "en", "response_format": "json"}
     out: dict = {"service": [], "baselines": []}
@@ -106,7 +106,13 @@ def run_profile(name: str, pipeline: Pipeline, settings: Settings, clips: list[C
     out["batch_size_histogram"] = batch_histogram(metrics)
     out["router_share_of_inference"] = (metrics.get("asr_router_duration_seconds_sum", 0.0)
                                        / max(metrics.get("asr_inference_duration_seconds_sum", 0.0), 1e-9))
-    out["baselines"].append(baselines.sequential(pipeline, clips).summary())
+    toggle = None
+    if adapter_dir is not None:  # Qwen3-ASR: upstream serves one file at a time with an in-place LoRA toggle
+        from bench.qwen_profile import in_place_toggle, route_mix_comparison
+
+        toggle = in_place_toggle(pipeline.recognizer, adapter_dir)
+        out["route_mix_seconds"] = route_mix_comparison(pipeline.recognizer, adapter_dir, route_mix_audio(clips))
+    out["baselines"].append(baselines.sequential(pipeline, clips, toggle=toggle).summary())
     out["baselines"].append(baselines.ideal(pipeline, clips, settings.max_batch_items).summary())
     out["bare_call_seconds"] = bare
     if peer:
@@ -135,6 +141,12 @@ def checks(out: dict) -> dict:
                                                "target": "<= 1.2"},
         "router share of inference": {"value": out["router_share_of_inference"], "target": "< 0.02"},
     }
+    if "route_mix_seconds" in out:
+        mix = out["route_mix_seconds"]
+        result["50/50 mix: mixed batch / route-grouped time"] = {
+            "value": mix["mixed_batch"] / mix["route_grouped"], "target": "<= 1"}
+        result["50/50 mix: mixed batch / in-place toggle time"] = {
+            "value": mix["mixed_batch"] / mix["in_place_toggle"], "target": "<= 1"}
     if "peer" in out:
         ours = {r["concurrency"]: r for r in out["service_same_model"]}
         theirs = {r["concurrency"]: r for r in out["peer"]}
@@ -162,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                "profiles": {}}
     for name in args.profiles.split(","):
         settings = profile_settings("demo" if name == "demo" else "tests", args.max_batch)
-        pipeline = bench_pipeline(name, settings)
+        pipeline, adapter_dir = bench_pipeline(name, settings)
         results["profiles"][name] = run_profile(name, pipeline, settings, clips, levels, args.requests,
-                                                peer=(name == "demo" and not args.no_peer))
+                                                peer=(name == "demo" and not args.no_peer), adapter_dir=adapter_dir)
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report.write_json(results, args.out)
     report.plots(results, args.out)
@@ -174,12 +186,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def bench_pipeline(name: str, settings: Settings) -> Pipeline:
+def bench_pipeline(name: str, settings: Settings) -> tuple[Pipeline, Path | None]:
+    """(pipeline, the adapter directory of the Qwen3-ASR profile or None)."""
     if name == "demo":
-        return load_pipeline(settings, Metrics())
+        return load_pipeline(settings, Metrics()), None
     from bench.qwen_profile import qwen_bench_pipeline
 
     return qwen_bench_pipeline()
+
+
+def route_mix_audio(clips: list[Clip], items: int = 16) -> list:
+    """`items` segments with the same length distribution on both routes (pairs of equal clips)."""
+    from app.segmenter import split_for_recognition
+
+    segments = [s.samples for clip in clips for s in split_for_recognition(clip.samples)]
+    return [segments[(i // 2) % len(segments)] for i in range(items)]
 
 
 if __name__ == "__main__":
