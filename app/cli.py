@@ -1,10 +1,11 @@
-"""`mega-asr-server` commands: serve, prepare-demo, download, settings-table."""
+"""`mega-asr-server` commands: serve, prepare-demo, download, evaluate, settings-table."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,23 @@ def main(argv: list[str] | None = None) -> int:
                                "inside the Mega-ASR repo)")
     download.add_argument("--force", action="store_true", help="download again even if complete")
     commands.add_parser("settings-table", help="print the configuration table of the README")
+    evaluate = commands.add_parser("evaluate", help="measure base/robust/routed error on a labelled manifest "
+                                   "and recommend a router threshold (app/evaluation)")
+    evaluate.add_argument("manifest", type=Path, help="TSV (path, reference[, language]) or JSONL")
+    evaluate.add_argument("--out", type=Path, required=True, help="directory for report.json and the plot")
+    evaluate.add_argument("--url", default=None, help="evaluate this running service instead of in-process")
+    evaluate.add_argument("--api-key", default=os.environ.get("MEGA_ASR_EVALUATE_API_KEY"),
+                          help="bearer key for --url (default: $MEGA_ASR_EVALUATE_API_KEY, kept out of `ps`)")
+    evaluate.add_argument("--batch-size", type=int, default=8, help="in-process: segments per batch; "
+                          "--url: items in flight")
+    evaluate.add_argument("--language", default=None, help="language of items whose manifest gives none")
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        from app.evaluation.command import EvaluateOptions
+        from app.evaluation.command import main as evaluate_main
+
+        return evaluate_main(EvaluateOptions(args.manifest, args.out, url=args.url, api_key=args.api_key,
+                                             batch_size=args.batch_size, language=args.language))
     if args.command == "serve":
         return serve()
     if args.command == "prepare-demo":
