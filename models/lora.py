@@ -88,9 +88,12 @@ class GatedLoRAHook:
         rows = self.gate.indices(self.location, output.shape[0])
         if rows is None:
             return output
+        x = inputs[0]
+        if len(rows) == output.shape[0]:  # every row robust: no gather/scatter
+            return output.add_(self.pair.apply(x).to(output.dtype))
         rows = rows.to(output.device)
-        delta = self.pair.apply(inputs[0].index_select(0, rows))  # [k, ..., out]
-        return output.index_add(0, rows, delta.to(output.dtype))
+        delta = self.pair.apply(x.index_select(0, rows))  # [k, ..., out]
+        return output.index_add_(0, rows, delta.to(output.dtype))  # in place: no copy of the whole output
 
 
 def check_pair_fits(name: str, module: nn.Module, pair: LoRAPair) -> None:
