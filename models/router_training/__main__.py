@@ -92,8 +92,8 @@ tiny.en. Label 1 = degraded. Features: `models/router/features.py`. Weights: `be
   batch {batch_size}. The shipped weights are the exponential moving average (decay {ema_decay:g},
   BatchNorm statistics included) at the last step; nothing is selected on the held-out set.
 - Wall time of the whole command: {wall_min:.1f} min ({wall_s:.0f} s) on a 2-core CPU shared with other
-  work, of which {corpus_s:.0f} s went to loading the clean corpus (synthesizing it without a cache takes
-  about 20-60 s).
+  work, of which {corpus_s:.0f} s went to loading the clean corpus (synthesizing its TTS part when no cache
+  exists takes roughly 15-80 s, depending on the machine's load).
 
 ## Held-out results
 
