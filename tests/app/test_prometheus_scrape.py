@@ -17,8 +17,15 @@ pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None,
 
 
 def query(prometheus: str, expr: str) -> list[dict]:
-    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}).json()
-    return answer["data"]["result"] if answer.get("status") == "success" else []
+    """The query's result; [] while Prometheus is still starting (connection refused, or 503 in plain text)."""
+    try:
+        answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr})
+    except httpx.TransportError:
+        return []
+    if answer.status_code != 200:
+        return []
+    body = answer.json()
+    return body["data"]["result"] if body.get("status") == "success" else []
 
 
 def test_prometheus_scrapes_route_metrics(fake_service, tmp_path):
