@@ -86,6 +86,11 @@ class Pipeline:
         if route != "auto" and self.recognizer.languages(route == "robust") == frozenset():
             raise RouteNotAvailable(f"the {route} path is not available in this deployment")
 
+    def supports(self, robust: bool, language: str | None) -> bool:
+        """Whether the given path can transcribe `language` (None: let the model detect it, always fine)."""
+        languages = self.recognizer.languages(robust)
+        return languages is None or language is None or language in languages
+
     def check_language(self, language: str | None, route: RouteRequest) -> None:
         """Raise LanguageNotSupported at admission when no allowed path can do `language`."""
         if language is None:
@@ -95,7 +100,7 @@ class Pipeline:
             candidates = [True] if route == "auto" else candidates
         if self.routing == "always_base":
             candidates = [False] if route == "auto" else candidates
-        if not any(_supports(self.recognizer, robust, language) for robust in candidates):
+        if not any(self.supports(robust, language) for robust in candidates):
             raise LanguageNotSupported(f"language {language!r} is not supported by the "
                                        f"{'requested' if route != 'auto' else 'available'} recognition path")
 
@@ -123,17 +128,12 @@ class Pipeline:
         else:
             assert score is not None
             robust, reason = score >= job.threshold, "router"
-        if job.language and not _supports(self.recognizer, robust, job.language):
+        if job.language and not self.supports(robust, job.language):
             # Admission checked that some path can do it; an auto choice moves to that path.
-            if job.route != "auto" or not _supports(self.recognizer, not robust, job.language):
+            if job.route != "auto" or not self.supports(not robust, job.language):
                 raise LanguageNotSupported(f"language {job.language!r} not supported on the chosen path")
             robust, reason = not robust, "language"
         return robust, reason
-
-
-def _supports(recognizer: Recognizer, robust: bool, language: str) -> bool:
-    languages = recognizer.languages(robust)
-    return languages is None or language in languages
 
 
 def _check_length(what: str, out: Sequence, inp: Sequence) -> None:

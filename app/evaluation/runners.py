@@ -131,7 +131,7 @@ class InProcessRunner:
         except (ServiceError, OSError) as exc:
             raise EvaluationError(f"{where(item)}: {exc}") from None
         pieces = split_for_recognition(audio.samples, max_segment_seconds=self.config.max_segment_seconds)
-        routes = tuple(r for r in ROUTES if _supports(self.pipeline, r == "robust", item.language))
+        routes = tuple(r for r in ROUTES if self.pipeline.supports(r == "robust", item.language))
         if not routes:
             raise EvaluationError(f"{where(item)}: no recognition path transcribes language {item.language!r}")
         return _Prepared(item=item, duration=audio.duration, windows=[(p.start, p.end) for p in pieces],
@@ -175,8 +175,3 @@ class InProcessRunner:
             score = transcript.router_score
         return ItemTranscripts(item=prepared.item, duration=prepared.duration, router_score=score,
                                base=texts.get("base"), robust=texts.get("robust"))
-
-
-def _supports(pipeline: Pipeline, robust: bool, language: str | None) -> bool:
-    languages = pipeline.recognizer.languages(robust)
-    return languages is None or language is None or language in languages
