@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from app.pipeline import Pipeline
-from models.mega_adapter import MegaAdapter, fold, read_adapter
+from models.mega_adapter import MegaAdapter, adapter_targets
 from models.qwen3_asr.recognizer import Qwen3ASRRecognizer
 from models.recognition import Recognition, RecognitionItem
 from models.router.scorer import RouterScorer
@@ -62,11 +62,9 @@ def qwen_bench_pipeline(seed: int = 0) -> tuple[Pipeline, Path]:
     return pipeline, adapter_dir
 
 
-def in_place_toggle(recognizer: Qwen3ASRRecognizer, adapter_dir: Path) -> Callable[[bool], None]:
+def in_place_toggle(model: torch.nn.Module, adapter_dir: Path) -> Callable[[bool], None]:
     """toggle(True) adds every LoRA delta into its weight, toggle(False) subtracts it (upstream switch)."""
-    modules = dict(recognizer.model.named_modules())
-    deltas = [(modules[name].weight, fold(pairs).delta().to(modules[name].weight.dtype))
-              for name, pairs in read_adapter(adapter_dir).items()]
+    deltas = [(module.weight, pair.delta()) for _, module, pair in adapter_targets(model, adapter_dir)]
     state = {"merged": False}
 
     def toggle(robust: bool) -> None:
@@ -80,14 +78,13 @@ def in_place_toggle(recognizer: Qwen3ASRRecognizer, adapter_dir: Path) -> Callab
     return toggle
 
 
-def route_mix_comparison(recognizer: Qwen3ASRRecognizer, adapter_dir: Path, audios: Sequence[np.ndarray],
-                         repeats: int = 3) -> dict[str, float]:
+def route_mix_comparison(recognizer: Qwen3ASRRecognizer, toggle: Callable[[bool], None],
+                         audios: Sequence[np.ndarray], repeats: int = 3) -> dict[str, float]:
     """Median seconds to decode a 50/50 route mix three ways, and the share of items whose text agrees
     with the mixed batch (1.0 expected: the three ways compute the same thing)."""
     items = [RecognitionItem(a, robust=bool(i % 2), language="en") for i, a in enumerate(audios)]
     base, robust = items[0::2], items[1::2]
     as_base = [RecognitionItem(i.audio, robust=False, language="en") for i in robust]
-    toggle = in_place_toggle(recognizer, adapter_dir)
 
     def toggled() -> list[Recognition]:
         toggle(True)

@@ -110,8 +110,8 @@ def run_profile(name: str, pipeline: Pipeline, settings: Settings, clips: list[C
     if adapter_dir is not None:  # Qwen3-ASR: upstream serves one file at a time with an in-place LoRA toggle
         from bench.qwen_profile import in_place_toggle, route_mix_comparison
 
-        toggle = in_place_toggle(pipeline.recognizer, adapter_dir)
-        out["route_mix_seconds"] = route_mix_comparison(pipeline.recognizer, adapter_dir, route_mix_audio(clips))
+        toggle = in_place_toggle(pipeline.recognizer.model, adapter_dir)
+        out["route_mix_seconds"] = route_mix_comparison(pipeline.recognizer, toggle, route_mix_audio(clips))
     out["baselines"].append(baselines.sequential(pipeline, clips, toggle=toggle).summary())
     out["baselines"].append(baselines.ideal(pipeline, clips, settings.max_batch_items).summary())
     out["bare_call_seconds"] = bare

@@ -134,7 +134,8 @@ def _location(name: str) -> Location:
     raise AdapterError(f"adapter module {name!r} is neither in the audio encoder, projector nor LLM")
 
 
-def _targets(model: nn.Module, directory: str | Path) -> list[tuple[str, nn.Linear, LoRAPair]]:
+def adapter_targets(model: nn.Module, directory: str | Path) -> list[tuple[str, nn.Linear, LoRAPair]]:
+    """(module name, module, folded pair in the module's device and dtype) for every adapter target; strict."""
     modules = dict(model.named_modules())
     targets = []
     for name, pairs in read_adapter(directory).items():
@@ -156,7 +157,7 @@ def _targets(model: nn.Module, directory: str | Path) -> list[tuple[str, nn.Line
 
 def merge_adapter(model: nn.Module, directory: str | Path) -> int:
     """W += B A for every target (always-robust serving: no per-row cost). Returns the modules merged."""
-    targets = _targets(model, directory)
+    targets = adapter_targets(model, directory)
     with torch.no_grad():
         for _, module, pair in targets:
             module.weight.add_((pair.B.float() @ pair.A.float()).to(module.weight.dtype))
@@ -177,7 +178,7 @@ class MegaAdapter:
 
     @classmethod
     def attach(cls, model: nn.Module, directory: str | Path) -> MegaAdapter:
-        return cls(model, _targets(model, directory))
+        return cls(model, adapter_targets(model, directory))
 
     def rows(self, robust: Sequence[bool]) -> contextlib.AbstractContextManager:
         return gated_rows(self.gate, robust)

@@ -40,7 +40,7 @@ def test_in_place_toggle_equals_the_gated_robust_path(tmp_path):
     recognizer, adapter_dir = tiny_recognizer(tmp_path)
     clips = [audio(1.0, 0), audio(1.7, 1)]
     gated = recognizer.recognize([RecognitionItem(a, robust=True, language="en") for a in clips])
-    toggle = in_place_toggle(recognizer, adapter_dir)
+    toggle = in_place_toggle(recognizer.model, adapter_dir)
     weights = {k: v.clone() for k, v in recognizer.model.state_dict().items()}
     toggle(True)
     merged = recognizer.recognize([RecognitionItem(a, language="en") for a in clips])
@@ -53,7 +53,8 @@ def test_in_place_toggle_equals_the_gated_robust_path(tmp_path):
 
 def test_route_mix_ways_agree(tmp_path):
     recognizer, adapter_dir = tiny_recognizer(tmp_path)
-    result = route_mix_comparison(recognizer, adapter_dir, [audio(0.8 + i / 4, i) for i in range(4)], repeats=1)
+    toggle = in_place_toggle(recognizer.model, adapter_dir)
+    result = route_mix_comparison(recognizer, toggle, [audio(0.8 + i / 4, i) for i in range(4)], repeats=1)
     assert result["route_grouped_agreement"] == 1.0
     assert result["in_place_toggle_agreement"] == 1.0
     assert all(result[k] > 0 for k in ("mixed_batch", "route_grouped", "in_place_toggle"))
