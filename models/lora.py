@@ -41,16 +41,19 @@ class LoRAPair:
 class RowGate:
     """The rows of the current batch that take the robust path, in the three shapes the modules see."""
 
-    def __init__(self) -> None:
-        self.robust: torch.Tensor | None = None  # [B] bool, None outside a rows() context
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)  # where the indices live: the hooks use them without a copy
+        self.robust: torch.Tensor | None = None  # [B] bool on the CPU, None outside a rows() context
+        self.active = False  # any robust row: decided once per batch, not in every hook call
         self._indices: dict[Location, torch.Tensor] = {}
 
     def set_rows(self, robust: Sequence[bool]) -> None:
         self.robust = torch.tensor(list(robust), dtype=torch.bool)
-        self._indices = {"text": self.robust.nonzero().squeeze(-1)}
+        self.active = bool(self.robust.any())
+        self._indices = {"text": self.robust.nonzero().squeeze(-1).to(self.device)}
 
     def clear(self) -> None:
-        self.robust, self._indices = None, {}
+        self.robust, self.active, self._indices = None, False, {}
 
     def set_audio_layout(self, features_mask: torch.Tensor, chunk_len: int, post_cnn_length) -> None:
         """Derive chunk and token rows from the encoder's input mask [B, T] exactly as the encoder packs."""
@@ -63,12 +66,12 @@ class RowGate:
         chunk_rows = torch.arange(size).repeat_interleave(num_chunks)  # [B * num_chunks]
         chunk_frames = features_mask.view(size, num_chunks, chunk_len).sum(-1).reshape(-1).long().cpu()
         token_rows = chunk_rows.repeat_interleave(post_cnn_length(chunk_frames))  # [N]
-        self._indices["chunks"] = self.robust[chunk_rows].nonzero().squeeze(-1)
-        self._indices["tokens"] = self.robust[token_rows].nonzero().squeeze(-1)
+        self._indices["chunks"] = self.robust[chunk_rows].nonzero().squeeze(-1).to(self.device)
+        self._indices["tokens"] = self.robust[token_rows].nonzero().squeeze(-1).to(self.device)
 
     def indices(self, location: Location, leading: int) -> torch.Tensor | None:
         """Positions along dim 0 that are robust; None when there are none (the common all-base case)."""
-        if self.robust is None or not bool(self.robust.any()):
+        if not self.active:
             return None
         found = self._indices.get(location)
         if found is None:
@@ -91,7 +94,6 @@ class GatedLoRAHook:
         x = inputs[0]
         if len(rows) == output.shape[0]:  # every row robust: no gather/scatter
             return output.add_(self.pair.apply(x).to(output.dtype))
-        rows = rows.to(output.device)
         delta = self.pair.apply(x.index_select(0, rows))  # [k, ..., out]
         return output.index_add_(0, rows, delta.to(output.dtype))  # in place: no copy of the whole output
 

@@ -168,7 +168,7 @@ class MegaAdapter:
     """The adapter attached by hooks; `rows(robust)` gates it per batch row (models.qwen3_asr.recognizer)."""
 
     def __init__(self, model: nn.Module, targets: list[tuple[str, nn.Linear, LoRAPair]]) -> None:
-        self.gate = RowGate()
+        self.gate = RowGate(device=next(model.parameters()).device)
         self.module_names = [name for name, _, _ in targets]
         self.num_parameters = sum(p.A.numel() + p.B.numel() for _, _, p in targets)
         self._handles = [module.register_forward_hook(GatedLoRAHook(pair, self.gate, _location(name)))
