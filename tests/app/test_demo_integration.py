@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from app.audio import decode_audio
+from app.evaluation.scoring import corpus_rate, count_errors
 from app.main import create_app
 from app.settings import Settings
 from tests.server import running, wav_bytes
@@ -27,11 +28,7 @@ def manifest(language: str = "en", prefix: str = "human/") -> list[tuple[Path, s
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
-    import jiwer
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    norm = EnglishTextNormalizer()
-    return jiwer.wer([norm(r) for r in refs], [norm(h) for h in hyps])
+    return corpus_rate(count_errors(r, h, "en") for r, h in zip(refs, hyps, strict=True))
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,9 @@ def human_english() -> list[str]:
 
 
 def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
-    import jiwer
-    from whisper_normalizer.english import EnglishTextNormalizer
+    from app.evaluation.scoring import corpus_rate, count_errors
 
-    normalize = EnglishTextNormalizer()
-    return jiwer.wer([normalize(r) for r in references], [normalize(h) for h in hypotheses])
+    return corpus_rate(count_errors(r, h, "en") for r, h in zip(references, hypotheses, strict=True))
 
 
 @pytest.fixture(scope="module")
