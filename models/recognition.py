@@ -47,6 +47,14 @@ class Recognition:
     language: str | None  # ISO 639-1 code when known, else None
     num_tokens: int  # generated tokens (before text post-processing)
     segments: tuple[TimedText, ...] = field(default=())  # finer timestamps when the model gives them
+    # What the decoder itself says about how sure it was; the service's hallucination guards read these.
+    # Mean natural-log probability of the generated tokens including the end token (openai/whisper's
+    # avg_logprob: sum / (tokens + 1)), under the distribution the decoder picked from (after its suppression
+    # rules); None when the model did not report it.
+    avg_logprob: float | None = None
+    # P(no speech) from the model's own no-speech signal (Whisper: P(<|nospeech|>) after
+    # <|startoftranscript|>); None for models without one (Qwen3-ASR answers `language None` instead).
+    no_speech_prob: float | None = None
 
 
 @runtime_checkable
