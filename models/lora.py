@@ -55,8 +55,11 @@ class RowGate:
     def clear(self) -> None:
         self.robust, self.active, self._indices = None, False, {}
 
-    def set_audio_layout(self, features_mask: torch.Tensor, chunk_len: int, post_cnn_length) -> None:
-        """Derive chunk and token rows from the encoder's input mask [B, T] exactly as the encoder packs."""
+    def set_audio_layout(self, features_mask: torch.Tensor, chunk_len: int, post_cnn_length,
+                         skip_empty_chunks: bool = False) -> None:
+        """Derive chunk and token rows from the encoder's input mask [B, T] exactly as the encoder packs;
+        `skip_empty_chunks`: the convolutions see only chunks holding valid frames
+        (models.qwen3_asr.encoder), not every chunk (transformers' forward)."""
         if self.robust is None:
             return
         size, frames = features_mask.shape
@@ -66,6 +69,8 @@ class RowGate:
         chunk_rows = torch.arange(size).repeat_interleave(num_chunks)  # [B * num_chunks]
         chunk_frames = features_mask.view(size, num_chunks, chunk_len).sum(-1).reshape(-1).long().cpu()
         token_rows = chunk_rows.repeat_interleave(post_cnn_length(chunk_frames))  # [N]
+        if skip_empty_chunks:
+            chunk_rows = chunk_rows[chunk_frames > 0]  # [K]
         self._indices["chunks"] = self.robust[chunk_rows].nonzero().squeeze(-1).to(self.device)
         self._indices["tokens"] = self.robust[token_rows].nonzero().squeeze(-1).to(self.device)
 

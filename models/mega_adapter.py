@@ -173,8 +173,8 @@ class MegaAdapter:
         self.num_parameters = sum(p.A.numel() + p.B.numel() for _, _, p in targets)
         self._handles = [module.register_forward_hook(GatedLoRAHook(pair, self.gate, _location(name)))
                          for name, module, pair in targets]
-        encoder = model.get_submodule("model.audio_tower")
-        self._handles.append(encoder.register_forward_pre_hook(self._audio_layout, with_kwargs=True))
+        self._encoder = model.get_submodule("model.audio_tower")
+        self._handles.append(self._encoder.register_forward_pre_hook(self._audio_layout, with_kwargs=True))
 
     @classmethod
     def attach(cls, model: nn.Module, directory: str | Path) -> MegaAdapter:
@@ -182,6 +182,12 @@ class MegaAdapter:
 
     def rows(self, robust: Sequence[bool]) -> contextlib.AbstractContextManager:
         return gated_rows(self.gate, robust)
+
+    def audio_layout(self, features_mask: torch.Tensor) -> None:
+        """The encoder input of the current rows, for models.qwen3_asr.encoder (which skips empty chunks);
+        transformers' own encoder forward sets the layout through the pre-hook instead."""
+        self.gate.set_audio_layout(features_mask, self._encoder.n_window * 2, self._encoder._post_cnn_length,
+                                   skip_empty_chunks=True)
 
     def detach(self) -> None:
         for handle in self._handles:

@@ -7,7 +7,7 @@ base-path and robust-path items.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -49,12 +49,58 @@ class Recognition:
     segments: tuple[TimedText, ...] = field(default=())  # finer timestamps when the model gives them
     # What the decoder itself says about how sure it was; the service's hallucination guards read these.
     # Mean natural-log probability of the generated tokens including the end token (openai/whisper's
-    # avg_logprob: sum / (tokens + 1)), under the distribution the decoder picked from (after its suppression
-    # rules); None when the model did not report it.
+    # avg_logprob: sum / (tokens + 1)), under the model's raw distribution (before the decoder's suppression
+    # rules: a little lower than openai's filtered value, so a guard on it errs toward blanking); None when
+    # the model did not report it.
     avg_logprob: float | None = None
     # P(no speech) from the model's own no-speech signal (Whisper: P(<|nospeech|>) after
     # <|startoftranscript|>); None for models without one (Qwen3-ASR answers `language None` instead).
     no_speech_prob: float | None = None
+
+
+@dataclass(frozen=True)
+class RowUpdate:
+    """News about one row of a decode session."""
+
+    key: Hashable  # the caller's key for the row
+    delta: str = ""  # text decoded since this row's previous update (for streaming; the result is final)
+    tokens: int = 0  # tokens generated since this row's previous update
+    result: Recognition | None = None  # set once: the row finished and has left the running set
+
+
+@runtime_checkable
+class DecodeSession(Protocol):
+    """A running set of rows decoded one token at a time; rows join and leave between steps.
+
+    join() prefills new rows (audio encoder + prompt) and gives their first token; step() decodes one token
+    for every running row. A row leaves the moment it ends (end token or budget) and its update carries the
+    result. A row's output does not depend on which other rows run beside it.
+    """
+
+    @property
+    def running(self) -> int:
+        """Rows decoding now."""
+        ...
+
+    def row_bytes(self) -> int:
+        """Cache memory one row may take at most (longest segment, full token budget): for admission."""
+        ...
+
+    def join(self, rows: Sequence[tuple[Hashable, RecognitionItem]]) -> list[RowUpdate]:
+        """Prefill new rows; they run from the next step. All-or-nothing: on an exception no row joined."""
+        ...
+
+    def step(self) -> list[RowUpdate]:
+        """One decode step for every running row. After an exception, call reset()."""
+        ...
+
+    def cancel(self, keys: Iterable[Hashable]) -> None:
+        """Drop running rows (their memory is reused); unknown keys are ignored."""
+        ...
+
+    def reset(self) -> None:
+        """Drop every running row."""
+        ...
 
 
 @runtime_checkable
@@ -68,6 +114,43 @@ class Recognizer(Protocol):
     def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:
         """Transcribe a batch; the result has the same length and order as `items`."""
         ...
+
+
+def open_session(recognizer: Recognizer, max_rows: int) -> DecodeSession:
+    """The recognizer's own decode session, or, for one that only decodes whole batches, a session whose
+    rows all finish when they join (one recognize() call per join)."""
+    opener = getattr(recognizer, "open_session", None)
+    return opener(max_rows) if opener is not None else WholeBatchSession(recognizer)
+
+
+class WholeBatchSession:
+    """DecodeSession over recognize(): every join is one batch, decoded to the end at once."""
+
+    def __init__(self, recognizer: Recognizer) -> None:
+        self.recognizer = recognizer
+
+    @property
+    def running(self) -> int:
+        return 0
+
+    def row_bytes(self) -> int:
+        return 0
+
+    def join(self, rows: Sequence[tuple[Hashable, RecognitionItem]]) -> list[RowUpdate]:
+        results = self.recognizer.recognize([item for _, item in rows])
+        if len(results) != len(rows):
+            raise RuntimeError(f"recognizer returned {len(results)} results for {len(rows)} items")
+        return [RowUpdate(key, delta=result.text, tokens=result.num_tokens, result=result)
+                for (key, _), result in zip(rows, results)]
+
+    def step(self) -> list[RowUpdate]:
+        return []
+
+    def cancel(self, keys: Iterable[Hashable]) -> None:
+        return None
+
+    def reset(self) -> None:
+        return None
 
 
 @runtime_checkable

@@ -1,11 +1,12 @@
 """Batched greedy Qwen3-ASR recognition with a per-row route (implements models.recognition.Recognizer).
 
-One recognize() call is one generate() over the whole batch. A row's result must not depend on what else is
-in the batch (upstream bug class QwenLM/Qwen3-ASR #207), so:
+Decoding runs in a session (models.qwen3_asr.session): rows join a running batch between decode steps and
+leave the moment they end. recognize() is one such batch from start to end. A row's result must not depend
+on what else is in the batch (upstream bug class QwenLM/Qwen3-ASR #207), so:
 - features are computed per item, then right-padded with zeros and masked. The processor's own batching
   pads the *waveforms* before the log-mel, so a short item's padding frames hold log-mel silence instead of
   the zeros it gets alone, and the encoder's strided convolutions read those frames at the chunk edge;
-- prompts are left-padded (generate derives positions from the attention mask);
+- prompts are left-padded, with per-row positions and masks;
 - every row keeps only its own token budget and stops at its own end token.
 """
 
@@ -15,14 +16,17 @@ import contextlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
+from models.decoding.session import decode_all
 from models.languages import QWEN3_ASR_LANGUAGES, to_name
-from models.qwen3_asr.output import collapse_repetitions, parse_asr_output
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem
+
+if TYPE_CHECKING:
+    from models.qwen3_asr.session import Qwen3ASRSession
 
 MIN_SECONDS = 0.5  # shorter clips are zero-padded: the model answers nothing for them otherwise (upstream)
 END_TOKENS = ("<|endoftext|>", "<|im_end|>")  # 151643 / 151645 in the real vocabulary
@@ -34,8 +38,13 @@ class RowGatedAdapter(Protocol):
     """A LoRA adapter whose delta is gated per batch row (implemented by the Mega-ASR adapter)."""
 
     def rows(self, robust: Sequence[bool]) -> contextlib.AbstractContextManager:
-        """Within the context, batch row i (the i-th item given to the processor / generate) runs the
-        robust path iff robust[i]; the base weights are never modified."""
+        """Within the context, batch row i of every forward pass runs the robust path iff robust[i]; the
+        base weights are never modified."""
+        ...
+
+    def audio_layout(self, features_mask: torch.Tensor) -> None:
+        """Inside rows(): the audio encoder's input mask [B, T] of those rows (the encoder packs its input,
+        so the gate must know which positions belong to which row)."""
         ...
 
 
@@ -52,7 +61,7 @@ class Qwen3ASRRecognizer:
     def __init__(self, model: Any, processor: Any, *, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None, adapter: RowGatedAdapter | None = None,
                  merged_robust: bool = False, max_new_tokens: int = 256, tokens_per_second: float = 8.0,
-                 min_new_tokens_budget: int = 16) -> None:
+                 min_new_tokens_budget: int = 16, suppress_end_tokens: bool = False) -> None:
         if adapter is not None and merged_robust:
             raise ValueError("an adapter cannot be both row-gated and merged into the weights")
         if max_new_tokens < 1 or min_new_tokens_budget < 1 or tokens_per_second <= 0:
@@ -67,6 +76,9 @@ class Qwen3ASRRecognizer:
         self.max_new_tokens = max_new_tokens
         self.tokens_per_second = tokens_per_second
         self.min_new_tokens_budget = min_new_tokens_budget
+        # Benchmarks with random weights only: end tokens are never chosen, so every row decodes exactly its
+        # budget (a realistic length from its duration) instead of whatever the random weights say.
+        self.suppress_end_tokens = suppress_end_tokens
         tokenizer = processor.tokenizer
         vocab = tokenizer.get_vocab()
         missing = [token for token in END_TOKENS if token not in vocab]
@@ -107,21 +119,20 @@ class Qwen3ASRRecognizer:
             text += f"language {to_name(item.language)}<asr_text>"
         return text
 
+    def open_session(self, max_rows: int) -> Qwen3ASRSession:
+        """A running batch of at most `max_rows` rows (models.recognition.DecodeSession)."""
+        from models.qwen3_asr.session import Qwen3ASRSession
+
+        return Qwen3ASRSession(self, max_rows)
+
     def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:
         if not items:
             return []
-        robust = [item.robust for item in items]
-        self._check_routes_and_languages(items, robust)
-        batch = self._collate([self._encode(item) for item in items])
-        budgets = [self.token_budget(item.duration) for item in items]
-        gate = self.adapter.rows(robust) if self.adapter is not None else contextlib.nullcontext()
-        with torch.inference_mode(), gate:
-            sequences = self.model.generate(**batch, max_new_tokens=max(budgets), do_sample=False, num_beams=1,
-                                            eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
-        new_tokens = sequences[:, batch["input_ids"].shape[1]:].tolist()  # [B, new]
-        return [self._result(row, budget, item) for row, budget, item in zip(new_tokens, budgets, items)]
+        return decode_all(self.open_session(len(items)), items)
 
-    def _check_routes_and_languages(self, items: Sequence[RecognitionItem], robust: list[bool]) -> None:
+    def check_items(self, items: Sequence[RecognitionItem]) -> None:
+        """Refuse routes this instance cannot run and languages the model cannot be forced to."""
+        robust = [item.robust for item in items]
         if any(robust) and self.adapter is None and not self.merged_robust:
             raise ValueError("robust path requested but no Mega-ASR adapter is attached to this recognizer")
         if self.merged_robust and not all(robust):
@@ -130,14 +141,14 @@ class Qwen3ASRRecognizer:
         if unsupported:
             raise ValueError(f"Qwen3-ASR cannot be forced to language(s) {unsupported}")
 
-    def _encode(self, item: RecognitionItem) -> dict[str, torch.Tensor]:
+    def encode(self, item: RecognitionItem) -> dict[str, torch.Tensor]:
         """One item alone through the processor: input_ids [1, L], input_features [1, 128, T] (T a multiple
         of 100 mel frames), input_features_mask [1, T]."""
         encoded = self.processor(text=[self.prompt(item)], audio=[pad_short_clip(item.audio)],
                                  return_tensors="pt")
         return {key: encoded[key] for key in ("input_ids", "input_features", "input_features_mask")}
 
-    def _collate(self, encoded: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def collate(self, encoded: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Left-pad the prompts, right-pad the features with zeros (masked), move to device and dtype."""
         size, max_tokens = len(encoded), max(e["input_ids"].shape[1] for e in encoded)
         max_frames = max(e["input_features"].shape[2] for e in encoded)
@@ -155,12 +166,3 @@ class Qwen3ASRRecognizer:
         return {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device),
                 "input_features": features.to(self.device, self.dtype),
                 "input_features_mask": features_mask.to(self.device)}
-
-    def _result(self, tokens: list[int], budget: int, item: RecognitionItem) -> Recognition:
-        """A row's answer: its tokens up to its own end token, within its own budget (later positions are
-        the batch's padding or another row's longer budget)."""
-        tokens = tokens[:budget]
-        end = next((i for i, token in enumerate(tokens) if token in self.eos_ids), len(tokens))
-        raw = self.processor.tokenizer.decode(tokens[:end], skip_special_tokens=True)
-        language, text = parse_asr_output(raw, forced_language=item.language)
-        return Recognition(text=collapse_repetitions(text), language=language, num_tokens=end)

@@ -1,29 +1,33 @@
 """Batched Whisper recognition (transformers) behind the models.recognition boundary, and the demo's router.
 
-One `recognize` call = one encoder pass over the batch (features padded/truncated to Whisper's 30 s window),
-one decoder step at <|startoftranscript|> for every row (language detection for rows without a language and
-the no-speech probability), then greedy generation with timestamps. transformers' generate takes one
-language per row, so a batch with mixed languages decodes in a single call; rows are only split by their
-prompt text (`context`), because generate takes a single prompt per call.
+Decoding runs in a session (models.whisper.session): rows join a running batch between decode steps and
+leave when they end; recognize() is one such batch from start to end. Each row: the encoder on its 30 s
+window, <|startoftranscript|> alone for the language (detected when not given) and P(<|nospeech|>), then
+greedy decoding with timestamps under Whisper's rules (models.whisper.rules), each row with its own
+language and prompt (`context`).
 
 Hallucination guard (openai/whisper's rule): an item's text is "" when P(<|nospeech|>) at the first step is
-above `no_speech_threshold` AND the average log-probability of its decoded tokens is below
-`logprob_threshold`. The log-probability is recomputed by one teacher-forced decoder pass, only for rows
-over the no-speech threshold, from unfiltered logits (openai scores after its suppression filters, so ours
-is marginally lower: the guard is very slightly more eager). `no_speech_threshold=None` disables it.
+above `no_speech_threshold` AND the average log-probability of its decoded tokens (under the raw model
+distribution: openai scores after its suppression filters, so ours is marginally lower and the guard very
+slightly more eager) is below `logprob_threshold`. `no_speech_threshold=None` disables it.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from models.decoding.session import decode_all
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, TimedText
+from models.whisper.rules import split_segments
+
+if TYPE_CHECKING:
+    from models.decoding.routed import RoutedSession
+    from models.whisper.session import WhisperSession
 
 MAX_ITEM_SECONDS = 30.0  # Whisper's window; the service cuts longer audio before it gets here
 
@@ -58,7 +62,7 @@ class WhisperRecognizer:
             _lang_code(token): token_id for token, token_id in (getattr(generation, "lang_to_id", None) or {}).items()
         } if self.multilingual else {}
         self._id_to_lang = {token_id: code for code, token_id in self._lang_to_id.items()}
-        self._sot = int(generation.decoder_start_token_id)
+        self.sot = int(generation.decoder_start_token_id)
         self._eot = int(generation.eos_token_id)
         self._timestamp_begin = int(generation.no_timestamps_token_id) + 1
         self._no_speech = int(generation.no_timestamps_token_id) - 1  # <|nospeech|> precedes <|notimestamps|>
@@ -75,22 +79,35 @@ class WhisperRecognizer:
     def languages(self) -> frozenset[str]:
         return frozenset(self._lang_to_id) if self.multilingual else frozenset({"en"})
 
+    @property
+    def start_length(self) -> int:
+        """Tokens of the prompt from <|startoftranscript|> on: SOT, or SOT language transcribe."""
+        return 3 if self.multilingual else 1
+
+    def start_tokens(self, language: str) -> list[int]:
+        if not self.multilingual:
+            return [self.sot]
+        return [self.sot, self._lang_to_id[language], self._transcribe]
+
+    def prompt_prefix(self, context: str, limit: int) -> list[int]:
+        """<|startofprev|> and the context's tokens (the last `limit` - 1 of them, as openai keeps), or []."""
+        context = context.strip()
+        if not context:
+            return []
+        ids = self.processor.get_prompt_ids(context, return_tensors="np").tolist()  # [startofprev, text...]
+        return ids[:1] + ids[1:][-(limit - 1):]
+
+    def open_session(self, max_rows: int) -> WhisperSession:
+        """A running batch of at most `max_rows` rows (models.recognition.DecodeSession)."""
+        from models.whisper.session import WhisperSession
+
+        return WhisperSession(self, max_rows)
+
     def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:
         """Transcribe a batch; same length and order as `items`."""
         if not items:
             return []
-        self.validate(items)
-        with torch.inference_mode():
-            features = self._features(items)  # [B, n_mels, 3000]
-            encoded = self.model.model.encoder(features).last_hidden_state  # [B, 1500, D]
-            languages, no_speech = self._first_step(items, encoded)
-            results: list[Recognition | None] = [None] * len(items)
-            for context, rows in self._rows_by_context(items).items():
-                outputs = self._generate(encoded[rows], [languages[i] for i in rows], context)
-                for row, segments in zip(rows, outputs["segments"]):
-                    results[row] = self._to_recognition(items[row], languages[row], segments,
-                                                        no_speech[row], encoded[row])
-        return _complete(results)
+        return decode_all(self.open_session(len(items)), items)
 
     def validate(self, items: Sequence[RecognitionItem]) -> None:
         supported = self.languages()
@@ -102,78 +119,50 @@ class WhisperRecognizer:
             if item.duration > MAX_ITEM_SECONDS + 1e-6:
                 raise ValueError(f"item {index} is {item.duration:.2f} s; Whisper items must be <= 30 s")
 
-    def _features(self, items: Sequence[RecognitionItem]) -> torch.Tensor:
-        # The feature extractor pads/truncates every waveform to 30 s, as Whisper was trained.
+    def features(self, items: Sequence[RecognitionItem]) -> torch.Tensor:
+        """[B, n_mels, 3000]: the feature extractor pads/truncates every waveform to 30 s, as Whisper was
+        trained."""
         waveforms = [np.asarray(item.audio, dtype=np.float32) for item in items]
         features = self.processor.feature_extractor(waveforms, sampling_rate=SAMPLE_RATE, return_tensors="pt")
         return features.input_features.to(device=self.device, dtype=self.dtype)
 
-    def _first_step(self, items: Sequence[RecognitionItem], encoded: torch.Tensor) -> tuple[list[str], list[float]]:
-        """Logits after <|startoftranscript|>: language per row (given or detected) and P(<|nospeech|>)."""
-        start = torch.full((len(items), 1), self._sot, dtype=torch.long, device=self.device)
-        logits = self.model(encoder_outputs=(encoded,), decoder_input_ids=start, use_cache=False).logits[:, -1]
+    def first_step(self, items: Sequence[RecognitionItem], logits: torch.Tensor) -> tuple[list[str], list[float]]:
+        """From the scores after <|startoftranscript|> [B, V]: language per row (given or detected) and
+        P(<|nospeech|>)."""
         no_speech = logits.float().softmax(dim=-1)[:, self._no_speech].tolist()  # [B]
         if not self.multilingual:
             return ["en"] * len(items), no_speech
-        language_ids = torch.tensor(list(self._id_to_lang), device=self.device)
+        language_ids = torch.tensor(list(self._id_to_lang), device=logits.device)
         detected = language_ids[logits[:, language_ids].argmax(dim=-1)].tolist()  # [B]
         languages = [item.language or self._id_to_lang[token_id] for item, token_id in zip(items, detected)]
         return languages, no_speech
 
-    @staticmethod
-    def _rows_by_context(items: Sequence[RecognitionItem]) -> dict[str, list[int]]:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for index, item in enumerate(items):
-            groups[item.context.strip()].append(index)
-        return groups
-
-    def _generate(self, encoded: torch.Tensor, languages: list[str], context: str) -> dict:
-        from transformers.modeling_outputs import BaseModelOutput
-
-        options: dict[str, Any] = {}
-        if self.multilingual:
-            options.update(language=languages, task="transcribe")
-        if context:
-            options["prompt_ids"] = self.processor.get_prompt_ids(context, return_tensors="pt").to(self.device)
-        return self.model.generate(
-            encoder_outputs=BaseModelOutput(last_hidden_state=encoded), return_timestamps=True,
-            return_segments=True, force_unique_generate_call=True,  # one pass per item: items are <= 30 s
-            do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens, **options,
-        )
-
-    def _to_recognition(self, item: RecognitionItem, language: str, segments: list[dict], no_speech: float,
-                        encoded: torch.Tensor) -> Recognition:
-        tokens = [int(t) for segment in segments for t in segment["tokens"]]
-        if self._is_hallucination(tokens, language, no_speech, encoded):
+    def to_recognition(self, item: RecognitionItem, language: str, generated: list[int], *, no_speech: float,
+                       avg_logprob: float) -> Recognition:
+        """A row's answer from its generated tokens (end token removed)."""
+        segments = split_segments(generated, self._timestamp_begin)
+        tokens = [token for _, _, piece in segments for token in piece]
+        if self._is_hallucination(no_speech, avg_logprob):
             # No speech: nothing was said in any language, so only a caller-forced language is reported.
-            return Recognition(text="", language=item.language, num_tokens=len(tokens))
+            return Recognition(text="", language=item.language, num_tokens=len(tokens), avg_logprob=avg_logprob,
+                               no_speech_prob=no_speech)
         timed = []
-        for segment in segments:
-            text = self._decode(segment["tokens"]).strip()
-            end = min(float(segment["end"]), item.duration)  # a final open segment ends at the window edge
+        for start, end, piece in segments:
+            text = self.decode_text(piece).strip()
+            end = min(end, item.duration)  # a final open segment ends at the window edge
             if text:
-                timed.append(TimedText(start=min(float(segment["start"]), end), end=end, text=text))
-        return Recognition(text=self._decode(tokens).strip(), language=language, num_tokens=len(tokens),
-                           segments=tuple(timed))
+                timed.append(TimedText(start=min(start, end), end=end, text=text))
+        return Recognition(text=self.decode_text(tokens).strip(), language=language, num_tokens=len(tokens),
+                           segments=tuple(timed), avg_logprob=avg_logprob, no_speech_prob=no_speech)
 
-    def _decode(self, tokens: Sequence[int] | torch.Tensor) -> str:
+    def decode_text(self, tokens: Sequence[int]) -> str:
         text_tokens = [int(t) for t in tokens if int(t) < self._timestamp_begin]
         return self.processor.tokenizer.decode(text_tokens, skip_special_tokens=True)
 
-    def _is_hallucination(self, tokens: list[int], language: str, no_speech: float, encoded: torch.Tensor) -> bool:
+    def _is_hallucination(self, no_speech: float, avg_logprob: float) -> bool:
         if self.no_speech_threshold is None or no_speech <= self.no_speech_threshold:
             return False
-        return self.average_logprob(tokens, language, encoded) < self.logprob_threshold
-
-    def average_logprob(self, tokens: list[int], language: str, encoded: torch.Tensor) -> float:
-        """openai/whisper's avg_logprob: sum log p(tokens + <|endoftext|>) / (len(tokens) + 1), teacher-forced."""
-        prompt = [self._sot] + ([self._lang_to_id[language], self._transcribe] if self.multilingual else [])
-        sequence = torch.tensor([prompt + tokens + [self._eot]], device=self.device)  # [1, P + T + 1]
-        logits = self.model(encoder_outputs=(encoded[None],), decoder_input_ids=sequence[:, :-1],
-                            use_cache=False).logits[0, len(prompt) - 1:]  # [T + 1, V]
-        logprobs = logits.float().log_softmax(dim=-1)
-        targets = sequence[0, len(prompt):]  # [T + 1]
-        return float(logprobs.gather(1, targets[:, None]).sum()) / (len(tokens) + 1)
+        return avg_logprob < self.logprob_threshold
 
 
 class RoutedWhisperRecognizer:
@@ -186,8 +175,14 @@ class RoutedWhisperRecognizer:
     def languages(self, robust: bool) -> frozenset[str] | None:
         return (self.robust if robust else self.base).languages()
 
+    def open_session(self, max_rows: int) -> RoutedSession:
+        """Base rows decode on tiny.en, robust rows on base; each model keeps its own running rows."""
+        from models.decoding.routed import RoutedSession
+
+        return RoutedSession(self.base.open_session(max_rows), self.robust.open_session(max_rows))
+
     def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:
-        """Two sub-batches, one per model; results put back in input order."""
+        """Each route's rows on its model; results in input order."""
         for path, recognizer in ((False, self.base), (True, self.robust)):  # reject before decoding anything
             recognizer.validate([item for item in items if item.robust == path])
         results: list[Recognition | None] = [None] * len(items)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -11,8 +12,11 @@ import torch
 
 from models.languages import QWEN3_ASR_LANGUAGES
 from models.qwen3_asr.recognizer import Qwen3ASRRecognizer, RowGatedAdapter, pad_short_clip
+from models.qwen3_asr.session import Qwen3ASRSession
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, Recognizer
 from models.tiny.qwen3_asr import build_tiny_qwen3_asr, save_tiny_original
+from tests.models.compare import assert_same_recognitions, same_recognition
+from tests.models.qwen3_asr.generate_reference import generate_texts
 
 
 def clip(seconds: float, seed: int) -> np.ndarray:
@@ -24,34 +28,38 @@ def clip(seconds: float, seed: int) -> np.ndarray:
 
 
 class ScriptedAdapter:
-    """Row-gated stand-in for the Mega-ASR adapter: while its context is open, the rows marked robust
-    'say' a scripted token sequence (forced through the LM head); other rows are untouched."""
+    """Row-gated stand-in for the Mega-ASR adapter: records the rows of every forward pass it gates."""
 
-    def __init__(self, model, script: list[int]) -> None:
-        self.script = script
+    def __init__(self, model) -> None:
         self.calls: list[list[bool]] = []
-        self._gates: torch.Tensor | None = None
-        self._step = 0
-        model.lm_head.register_forward_hook(self._force_script)
+        self.layouts: list[tuple[int, ...]] = []
 
     @contextlib.contextmanager
     def rows(self, robust: Sequence[bool]) -> Iterator[None]:
         self.calls.append(list(robust))
-        self._gates, self._step = torch.tensor(list(robust), dtype=torch.bool), 0
-        try:
-            yield
-        finally:
-            self._gates = None
+        yield
 
-    def _force_script(self, module, args, logits: torch.Tensor):  # logits [B, T, V]
-        if self._gates is None:
-            return None
-        token = self.script[min(self._step, len(self.script) - 1)]
-        self._step += 1
-        forced = logits.clone()
-        forced[self._gates, -1, :] = -1e4
-        forced[self._gates, -1, token] = 1e4
-        return forced
+    def audio_layout(self, features_mask: torch.Tensor) -> None:
+        self.layouts.append(tuple(features_mask.shape))
+
+
+class ScriptedSession(Qwen3ASRSession):
+    """Robust rows 'say' a scripted token sequence (forced after the model's rules); base rows are untouched."""
+
+    script: ClassVar[list[int]] = []
+
+    def rules(self, rows, scores):
+        scores = super().rules(rows, scores)
+        for index, row in enumerate(rows):
+            if row.item.robust:
+                scores[index] = -1e4
+                scores[index, self.script[min(len(row.tokens), len(self.script) - 1)]] = 1e4
+        return scores
+
+
+class ScriptedRecognizer(Qwen3ASRRecognizer):
+    def open_session(self, max_rows: int) -> ScriptedSession:
+        return ScriptedSession(self, max_rows)
 
 
 def answer_script(tokenizer) -> list[int]:
@@ -74,8 +82,9 @@ def recognizer(tiny) -> Qwen3ASRRecognizer:
 def scripted():
     """A separate model (the adapter hooks it) whose robust rows answer 'language English<asr_text>hi'."""
     model, processor = build_tiny_qwen3_asr(seed=0)
-    adapter = ScriptedAdapter(model, answer_script(processor.tokenizer))
-    return Qwen3ASRRecognizer(model, processor, device="cpu", dtype=torch.float32, adapter=adapter), adapter
+    adapter = ScriptedAdapter(model)
+    ScriptedSession.script = answer_script(processor.tokenizer)
+    return ScriptedRecognizer(model, processor, device="cpu", dtype=torch.float32, adapter=adapter), adapter
 
 
 def test_is_a_recognizer(recognizer):
@@ -88,7 +97,8 @@ def test_mixed_length_batch_equals_one_by_one(recognizer):
              RecognitionItem(clip(7.0, 3), language="en"), RecognitionItem(clip(12.0, 4))]
     batched = recognizer.recognize(items)
     alone = [recognizer.recognize([item])[0] for item in items]
-    assert batched == alone
+    assert_same_recognitions(batched, alone)
+    assert [r.text for r in batched] == generate_texts(recognizer, items)  # the previous generate() path
     assert len({r.text for r in batched}) == len(items)  # the rows really differ
     assert all(isinstance(r, Recognition) and r.num_tokens > 0 for r in batched)
 
@@ -96,7 +106,7 @@ def test_mixed_length_batch_equals_one_by_one(recognizer):
 def test_output_has_one_result_per_item_in_order(recognizer):
     items = [RecognitionItem(clip(1.0, seed)) for seed in (5, 6, 5)]
     results = recognizer.recognize(items)
-    assert len(results) == 3 and results[0] == results[2]
+    assert len(results) == 3 and same_recognition(results[0], results[2])
     assert recognizer.recognize([]) == []
 
 
@@ -144,27 +154,38 @@ def test_adapter_gates_rows_in_item_order(scripted):
     assert isinstance(adapter, RowGatedAdapter)
     items = [RecognitionItem(clip(2.0, 1)), RecognitionItem(clip(6.0, 2), robust=True),
              RecognitionItem(clip(2.5, 3), robust=True), RecognitionItem(clip(1.0, 4))]
+    adapter.calls.clear()
     results = recognizer.recognize(items)
-    assert adapter.calls[-1] == [False, True, True, False]
-    script_length = len(adapter.script) - 1  # tokens before the end token
+    assert adapter.calls[0] == [False, True, True, False]  # the prefill of the four rows, in item order
+    assert adapter.layouts[-1][0] == 4  # the encoder's input covered the same four rows
+    # Every decode step k gates exactly the rows still running (those that generated more than k tokens),
+    # with the robust ones marked: a row holds num_tokens + its end token, or its whole budget.
+    generated = [r.num_tokens + 1 if r.num_tokens < recognizer.token_budget(i.duration) else r.num_tokens
+                 for r, i in zip(results, items)]
+    for step, call in enumerate(adapter.calls[1:], start=1):
+        running = [item for item, count in zip(items, generated) if count > step]
+        assert sorted(call) == sorted(item.robust for item in running)
+    assert len(adapter.calls) == max(generated)  # one prefill + one call per step
+    script_length = len(ScriptedSession.script) - 1  # tokens before the end token
     for result in (results[1], results[2]):
-        assert result == Recognition(text="hi", language="en", num_tokens=script_length)
+        assert result.text == "hi" and result.language == "en" and result.num_tokens == script_length
+        # avg_logprob is read from the model's raw scores, not from the forced ones (which give probability 1)
+        assert result.avg_logprob < -0.5
     assert results[0].text != "hi" and results[3].text != "hi"
-    assert results == [recognizer.recognize([item])[0] for item in items]
+    assert_same_recognitions(results, [recognizer.recognize([item])[0] for item in items])
     assert recognizer.languages(robust=True) == QWEN3_ASR_LANGUAGES
 
 
 def test_each_row_keeps_its_own_budget_and_end(scripted):
-    recognizer, adapter = scripted
+    recognizer, _ = scripted
     tokenizer = recognizer.processor.tokenizer
-    z = tokenizer.convert_tokens_to_ids("Z")
-    adapter.script = [z]  # robust rows never end: they run to their own budget
+    ScriptedSession.script = [tokenizer.convert_tokens_to_ids("Z")]  # robust rows never end: they use their budget
     try:
         items = [RecognitionItem(clip(1.0, 1), robust=True), RecognitionItem(clip(6.0, 2), robust=True),
                  RecognitionItem(clip(12.0, 3))]
         results = recognizer.recognize(items)
     finally:
-        adapter.script = answer_script(tokenizer)
+        ScriptedSession.script = answer_script(tokenizer)
     assert [r.num_tokens for r in results[:2]] == [16, 56]
     assert results[0].text == "Z" * 16 and results[1].text == "Z"  # 56 Z's: a runaway repetition, collapsed
     assert results[0].language is None
@@ -184,7 +205,7 @@ def test_from_dir_loads_the_original_layout_with_an_adapter(tmp_path, tiny):
     attached = []
 
     def factory(model):
-        adapter = ScriptedAdapter(model, [0])
+        adapter = ScriptedAdapter(model)
         attached.append(model)
         return adapter
 
@@ -194,4 +215,4 @@ def test_from_dir_loads_the_original_layout_with_an_adapter(tmp_path, tiny):
     model, processor = tiny
     reference = Qwen3ASRRecognizer(model, processor, max_new_tokens=32)
     item = RecognitionItem(clip(3.0, 9))
-    assert loaded.recognize([item]) == reference.recognize([item])
+    assert_same_recognitions(loaded.recognize([item]), reference.recognize([item]))

@@ -9,7 +9,9 @@ import pytest
 
 from models.recognition import Recognition, RecognitionItem, Recognizer
 from models.whisper.recognizer import RoutedWhisperRecognizer, WhisperRecognizer
+from tests.models.compare import assert_same_recognitions
 from tests.models.whisper import converted_demo_model, load_clip, manifest, reference
+from tests.models.whisper.generate_reference import generate_tokens
 
 TINY_EN_WER_BOUND = 0.15  # measured 0.108 on the 12 human clips (mostly "five five" -> "5 5" style misses)
 BASE_WER_BOUND = 0.10  # measured 0.081; DESIGN.md: base 0-9 % on real English recordings
@@ -54,10 +56,15 @@ def test_tiny_en_transcribes_real_english_within_wer_bound(tiny):
     assert corpus_wer([reference(p) for p in paths], [r.text for r in results]) <= TINY_EN_WER_BOUND
 
 
-def test_batched_equals_one_by_one(tiny):
-    items = [RecognitionItem(load_clip(p)) for p in
-             ("human/goforward.wav", "human/sense_and_sensibility_01_austen_64kb-0880.wav", "human/005.wav")]
-    assert tiny.recognize(items) == [tiny.recognize([item])[0] for item in items]
+def test_batched_equals_one_by_one_and_the_generate_path(tiny):
+    items = [RecognitionItem(load_clip(p), context="Dashwood" if i == 1 else "") for i, p in
+             enumerate(("human/goforward.wav", "human/sense_and_sensibility_01_austen_64kb-0880.wav", "human/005.wav"))]
+    batched = tiny.recognize(items)
+    assert_same_recognitions(batched, [tiny.recognize([item])[0] for item in items])
+    # The previous path (transformers' generate per context group): the same text and segment timestamps.
+    for item, tokens, result in zip(items, generate_tokens(tiny, items), batched):
+        expected = tiny.to_recognition(item, "en", tokens, no_speech=0.0, avg_logprob=0.0)
+        assert (result.text, result.segments) == (expected.text, expected.segments)
 
 
 def test_non_speech_is_blanked_by_the_no_speech_guard(tiny, tmp_path_factory):

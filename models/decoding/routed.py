@@ -1,0 +1,48 @@
+"""One decode session over two models: base rows go to one session, robust rows to the other (the demo's
+pair of Whisper models). Both advance at every step, so rows of either route join and leave freely."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+
+from models.recognition import DecodeSession, RecognitionItem, RowUpdate
+
+
+class RoutedSession:
+    """Implements models.recognition.DecodeSession by splitting rows on RecognitionItem.robust."""
+
+    def __init__(self, base: DecodeSession, robust: DecodeSession) -> None:
+        self.sessions = {False: base, True: robust}
+
+    @property
+    def running(self) -> int:
+        return sum(session.running for session in self.sessions.values())
+
+    def row_bytes(self) -> int:
+        return max(session.row_bytes() for session in self.sessions.values())
+
+    def join(self, rows: Sequence[tuple[Hashable, RecognitionItem]]) -> list[RowUpdate]:
+        updates: list[RowUpdate] = []
+        joined: list[Hashable] = []
+        try:
+            for robust, session in self.sessions.items():
+                group = [(key, item) for key, item in rows if item.robust == robust]
+                if group:
+                    updates += session.join(group)
+                    joined += [key for key, _ in group]
+        except BaseException:
+            self.cancel(joined)  # all-or-nothing: the group that did join leaves again
+            raise
+        return updates
+
+    def step(self) -> list[RowUpdate]:
+        return [update for session in self.sessions.values() for update in session.step()]
+
+    def cancel(self, keys: Iterable[Hashable]) -> None:
+        keys = list(keys)
+        for session in self.sessions.values():
+            session.cancel(keys)
+
+    def reset(self) -> None:
+        for session in self.sessions.values():
+            session.reset()

@@ -1,0 +1,109 @@
+"""Whisper rows that join and leave a running batch between decode steps (models.decoding.session).
+
+Prefill of a group of new rows: the encoder on their 30 s windows; one decoder pass on <|startoftranscript|>
+alone (language detection and P(<|nospeech|>), as transformers' and openai's Whisper do, and it fills the
+rows' cross-attention slots); then the decoder over each row's prompt ([<|startofprev|> context] SOT
+[language transcribe]), left-padded. A decode step runs the decoder on one token per running row, with
+cross-attention read from the slots. Rules and segments: models.whisper.rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from transformers.cache_utils import EncoderDecoderCache
+
+from models.decoding.kv_slots import KVSlots, LayerShape, cache_argument
+from models.decoding.session import Row, SteppedSession
+from models.recognition import Recognition, RecognitionItem
+from models.whisper.rules import WhisperRules
+
+if TYPE_CHECKING:
+    from models.whisper.recognizer import WhisperRecognizer
+
+
+class WhisperSession(SteppedSession):
+    def __init__(self, recognizer: WhisperRecognizer, max_rows: int) -> None:
+        config = recognizer.model.config
+        heads = config.decoder_attention_heads
+        shape = LayerShape(config.decoder_layers, heads, config.d_model // heads)
+        super().__init__(KVSlots(shape, recognizer.dtype, recognizer.device, max_rows=max_rows, cross_shape=shape,
+                                 cross_length=config.max_source_positions))
+        self.recognizer = recognizer
+        self.decoder = recognizer.model.model.decoder
+        self.rules_ = WhisperRules.from_generation_config(recognizer.model.generation_config)
+        self.max_positions = config.max_target_positions
+        self._cache_arg = cache_argument(self.decoder)
+        self._cache = EncoderDecoderCache(self.kv.cache, self.kv.cross_cache)
+
+    def row_bytes(self) -> int:
+        return self.kv.bytes_per_row(self.max_positions)
+
+    # --- rows ----------------------------------------------------------------------------------------
+    def check(self, items: Sequence[RecognitionItem]) -> None:
+        self.recognizer.validate(items)
+
+    def new_row(self, key: Hashable, item: RecognitionItem) -> Row:
+        prefix = self.recognizer.prompt_prefix(item.context, limit=self.max_positions // 2 - 1)
+        return Row(key=key, item=item, budget=self.recognizer.max_new_tokens, state={"prefix": prefix})
+
+    def is_end(self, token: int) -> bool:
+        return token == self.rules_.eot
+
+    def rules(self, rows: list[Row], scores: torch.Tensor) -> torch.Tensor:
+        return self.rules_.apply(scores, [row.tokens for row in rows])
+
+    def render(self, row: Row) -> str:
+        return self.recognizer.decode_text(row.text_tokens).lstrip()
+
+    def result(self, row: Row) -> Recognition:
+        return self.recognizer.to_recognition(row.item, row.state["language"], row.text_tokens,
+                                              no_speech=row.state["no_speech"], avg_logprob=row.avg_logprob)
+
+    # --- forward passes ------------------------------------------------------------------------------
+    def _decoder(self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+                 encoder_states: torch.Tensor, fill_cross: bool) -> torch.Tensor:
+        """Scores at each row's last position [n, V]; `fill_cross`: compute and store cross-attention."""
+        self._cache.is_updated = dict.fromkeys(range(len(self.decoder.layers)), not fill_cross)
+        hidden = self.decoder(input_ids=tokens, attention_mask=mask, encoder_hidden_states=encoder_states,
+                              position_ids=positions, use_cache=True,
+                              **{self._cache_arg: self._cache}).last_hidden_state
+        return self.recognizer.model.proj_out(hidden[:, -1])
+
+    def prefill(self, rows: list[Row]) -> torch.Tensor:
+        recognizer, device = self.recognizer, self.kv.device
+        encoded = recognizer.model.model.encoder(recognizer.features([row.item for row in rows])).last_hidden_state
+        lengths = [len(row.state["prefix"]) + recognizer.start_length for row in rows]
+        slots, columns = self.kv.open_join(lengths)
+        # Pass 1: <|startoftranscript|> alone, in the block's last column (pass 2 overwrites it).
+        self.kv.point(slots, slice(columns.stop - 1, columns.stop), slice(columns.stop - 1, columns.stop))
+        count = len(rows)
+        first = self._decoder(torch.full((count, 1), recognizer.sot, device=device),
+                              torch.zeros((count, 1), dtype=torch.long, device=device),
+                              torch.ones((count, 1, 1, 1), dtype=torch.bool, device=device), encoded, True)
+        languages, no_speech = recognizer.first_step([row.item for row in rows], first)
+        prompts = [row.state["prefix"] + recognizer.start_tokens(language) for row, language in zip(rows, languages)]
+        # Pass 2: every row's prompt, left-padded, cross-attention from the slots.
+        self.kv.point(slots, columns, columns)
+        width = max(lengths)
+        tokens = torch.full((count, width), self.rules_.eot, dtype=torch.long, device=device)
+        positions = torch.zeros((count, width), dtype=torch.long, device=device)
+        for index, prompt in enumerate(prompts):
+            tokens[index, width - len(prompt):] = torch.tensor(prompt, device=device)
+            positions[index, width - len(prompt):] = torch.arange(len(prompt), device=device)
+        scores = self._decoder(tokens, positions, KVSlots.prefill_mask(lengths, device), encoded, False)
+        self.kv.commit_join(lengths)
+        for row, prompt, language, p_none in zip(rows, prompts, languages, no_speech):
+            row.position = len(prompt)
+            row.budget = min(row.budget, self.max_positions - len(prompt))
+            row.state.update(language=language, no_speech=p_none)
+        return scores
+
+    def decode(self, rows: list[Row], tokens: torch.Tensor, positions: torch.Tensor,
+               mask: torch.Tensor) -> torch.Tensor:
+        # Cross-attention reads the slots; the decoder only needs to be told that there is an encoder.
+        placeholder = torch.zeros((len(rows), 1, self.recognizer.model.config.d_model), dtype=self.kv.dtype,
+                                  device=self.kv.device)
+        return self._decoder(tokens, positions, mask, placeholder, False)
