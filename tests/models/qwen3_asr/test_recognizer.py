@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
@@ -51,9 +52,11 @@ class ScriptedSession(Qwen3ASRSession):
     def rules(self, rows, scores):
         scores = super().rules(rows, scores)
         for index, row in enumerate(rows):
-            if row.item.robust:
-                scores[index] = -1e4
-                scores[index, self.script[min(len(row.tokens), len(self.script) - 1)]] = 1e4
+            if row.item.robust:  # like every decoding rule, only masks: all other tokens -> -inf
+                token = self.script[min(len(row.tokens), len(self.script) - 1)]
+                kept = scores[index, token].item()
+                scores[index] = -math.inf
+                scores[index, token] = kept
         return scores
 
 
