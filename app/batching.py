@@ -1,75 +1,105 @@
-"""Cross-request micro-batching: a bounded, fair queue of segments and the one inference worker.
+"""Cross-request batching at the level of decode steps: a bounded fair queue of segments and the running
+rows of one decode session, driven by one inference worker.
 
-Shape of the loop (after Ray Serve's batching.py and TEI's queue): wait for the first segment, then keep
-the batch open for at most `max_wait` from that first arrival, or until it is full by items or by audio
-seconds. Segments are taken round-robin across requests, so a short clip queued behind a long file rides
-in the very next batch. Every future is resolved exactly once on every path: result, model failure,
+Each loop is one iteration on the worker (app.engine): cancelled rows leave, queued segments join the
+running rows (routed by the router in one call, prefilled in groups of similar length), and every running
+row decodes one token. A row leaves the moment it ends and its result is delivered at once; its text is
+delivered as it is decoded (streaming). When nothing runs, the first arrival waits at most `max_wait` for
+company (after Ray Serve's batching.py); while rows run, new segments join at the next step.
+
+`engine="static"` keeps the previous behaviour for comparison: a batch joins only when no row runs, and
+runs until its last row ends. Every future is resolved exactly once on every path: result, model failure,
 cancellation by its request, or shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import functools
+import itertools
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+from app.engine import Engine, Iteration
 from app.errors import InferenceFailed, NotReady, Overloaded
+from app.fair_queue import FairQueue
 from app.metrics import Metrics
-from app.pipeline import BatchTiming, Pipeline, SegmentJob, SegmentResult
+from app.pipeline import Pipeline, RoutedJob, SegmentJob, SegmentResult
+from models.recognition import DecodeSession, open_session
 
 log = logging.getLogger("app.batching")
 T = TypeVar("T")
+DeltaListener = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class BatchLimits:
-    max_items: int = 16
-    max_audio_seconds: float = 240.0
-    max_wait_seconds: float = 0.025
+    max_items: int = 16  # rows decoding together (continuous) / segments per batch (static)
+    max_audio_seconds: float = 240.0  # audio joining per iteration (prefill work between two steps) / per batch
+    max_wait_seconds: float = 0.025  # when nothing runs: how long the first arrival waits for company
     max_queue_audio_seconds: float = 1800.0
     max_queue_segments: int = 1024
+    max_kv_cache_bytes: int = 0  # bound on the running rows' cache memory; 0 = only max_items
+    engine: Literal["continuous", "static"] = "continuous"
 
 
 @dataclass
 class _Pending:
+    key: int
     job: SegmentJob
     future: asyncio.Future
     request_id: str
     enqueued_at: float
+    listener: DeltaListener | None = None
+    routed: RoutedJob | None = None
+    joined_at: float | None = None
+    tokens: int = 0  # generated so far
+    produced: int = 0  # characters of text decoded in this run (a requeued row decodes again from the start)
+    delivered: int = 0  # characters already sent to the listener (never sent twice)
 
 
 class Batcher:
-    """Owns the queue and the inference worker; lives for the app's lifespan."""
+    """Owns the queue, the running rows and the inference worker; lives for the app's lifespan."""
 
-    def __init__(self, pipeline: Pipeline, limits: BatchLimits, metrics: Metrics) -> None:
+    def __init__(self, pipeline: Pipeline, limits: BatchLimits, metrics: Metrics,
+                 session: DecodeSession | None = None) -> None:
         self.pipeline = pipeline
         self.limits = limits
         self.metrics = metrics
-        self._lanes: collections.OrderedDict[str, collections.deque[_Pending]] = collections.OrderedDict()
-        self._queued_audio = 0.0
-        self._queued_segments = 0
+        self._session = session if session is not None else open_session(pipeline.recognizer, limits.max_items)
+        self._engine = Engine(pipeline, self._session, group_by_length=limits.engine == "continuous")
+        self.row_limit = self._rows_allowed()
+        self._queue: FairQueue[int] = FairQueue(on_change=self._queue_changed)
+        self._live: dict[int, _Pending] = {}  # every accepted, unanswered segment
+        self._running: set[int] = set()  # keys of rows in the session
+        self._to_cancel: set[int] = set()
+        self._keys = itertools.count()
         self._changed = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._running_batch = False
+        self.busy = False  # an iteration is on the worker
         self._admitting = True
         self._throughput = _Throughput()
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._worker: asyncio.Task | None = None
+
+    def _rows_allowed(self) -> int:
+        row_bytes = self._session.row_bytes()
+        if self.limits.max_kv_cache_bytes and row_bytes:
+            return max(1, min(self.limits.max_items, self.limits.max_kv_cache_bytes // row_bytes))
+        return self.limits.max_items
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._run_forever(), name="batcher")
 
     def close(self) -> None:
-        """Stop admitting new work; what is queued still runs."""
+        """Stop admitting new work; what is accepted still runs."""
         self._admitting = False
 
     async def drain(self, timeout: float) -> bool:
@@ -82,90 +112,109 @@ class Batcher:
             return False
 
     async def stop(self) -> None:
-        """Fail whatever is still queued (after a drain that timed out) and stop the worker."""
+        """Fail whatever is still accepted (after a drain that timed out) and stop the worker."""
         self.close()
-        for lane in self._lanes.values():
-            for pending in lane:
-                _resolve_error(pending, NotReady("the service shut down before this request ran"))
-        self._lanes.clear()
-        self._account(-self._queued_audio, -self._queued_segments)
+        self._queue.drain()
+        for pending in list(self._live.values()):
+            _resolve_error(pending, NotReady("the service shut down before this request finished"))
+        self._live.clear()
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def run_on_worker(self, fn: Callable[..., T], *args: object) -> T:
-        """Run a model call outside batching (router-only requests, warm-up) on the inference thread."""
+        """Run a model call outside the running rows (router-only requests, warm-up) on the inference thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
 
     # --- admission -----------------------------------------------------------------------------------
     @property
     def queued_audio_seconds(self) -> float:
-        return self._queued_audio
+        return self._queue.audio
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
 
     def retry_after_seconds(self) -> int:
         """Seconds until the queue has likely drained, from measured audio-seconds-per-second."""
-        return max(1, min(600, math.ceil(self._queued_audio / self._throughput.rate())))
+        return max(1, min(600, math.ceil(self._queue.audio / self._throughput.rate())))
 
-    def submit(self, request_id: str, jobs: Sequence[SegmentJob]) -> list[asyncio.Future]:
-        """Queue a request's segments at once, or refuse it whole (429 / 503): never half-admitted."""
+    def submit(self, request_id: str, jobs: Sequence[SegmentJob],
+               listener: Callable[[int, str], None] | None = None) -> list[asyncio.Future]:
+        """Queue a request's segments at once, or refuse it whole (429 / 503): never half-admitted.
+        `listener(index, delta)` receives each segment's text as it is decoded."""
         if not self._admitting:
             raise NotReady("the service is draining for shutdown; retry on another replica")
         audio = sum(job.seconds for job in jobs)
-        queue_empty = self._queued_segments == 0
-        over_audio = self._queued_audio + audio > self.limits.max_queue_audio_seconds
-        over_items = self._queued_segments + len(jobs) > self.limits.max_queue_segments
-        if not queue_empty and (over_audio or over_items):
+        over_audio = self._queue.audio + audio > self.limits.max_queue_audio_seconds
+        over_items = self._queue.segments + len(jobs) > self.limits.max_queue_segments
+        if self._queue.segments and (over_audio or over_items):
             self.metrics.rejected.labels(reason="overloaded").inc()
             retry = self.retry_after_seconds()
-            raise Overloaded(f"server busy: {self._queued_audio:.0f} s of audio queued; retry in {retry} s",
+            raise Overloaded(f"server busy: {self._queue.audio:.0f} s of audio queued; retry in {retry} s",
                              headers={"Retry-After": str(retry)})
-        loop = asyncio.get_running_loop()
-        now = time.monotonic()
-        lane = self._lanes.setdefault(request_id, collections.deque())
-        futures = []
-        for job in jobs:
-            future = loop.create_future()
-            lane.append(_Pending(job, future, request_id, now))
-            futures.append(future)
-        self._account(audio, len(jobs))
+        loop, now = asyncio.get_running_loop(), time.monotonic()
+        futures, entries = [], []
+        for index, job in enumerate(jobs):
+            key = next(self._keys)
+            on_delta = functools.partial(listener, index) if listener is not None else None
+            pending = _Pending(key, job, loop.create_future(), request_id, now, on_delta)
+            self._live[key] = pending
+            futures.append(pending.future)
+            entries.append((key, job.seconds))
+        self._queue.push(request_id, entries, now)
         self._idle.clear()
         self._changed.set()
         return futures
 
     def cancel(self, request_id: str) -> int:
-        """Drop a request's queued segments (client gone or deadline passed); returns how many."""
-        lane = self._lanes.pop(request_id, None)
-        if not lane:
-            return 0
-        for pending in lane:
-            pending.future.cancel()
-        self._account(-sum(p.job.seconds for p in lane), -len(lane))
-        self.metrics.cancelled_segments.inc(len(lane))
+        """Drop a request's segments (client gone or deadline passed): queued ones at once, running rows
+        at the next step. Returns how many were dropped."""
+        dropped = self._queue.drop(request_id)
+        in_flight = [p.key for p in self._live.values() if p.request_id == request_id and p.key not in dropped]
+        for key in [*dropped, *in_flight]:
+            self._live.pop(key).future.cancel()
+        self._to_cancel.update(in_flight)  # running (or joining right now): out at the next step
+        if dropped or in_flight:
+            self.metrics.cancelled_segments.inc(len(dropped) + len(in_flight))
+            self._changed.set()
         self._update_idle()
-        return len(lane)
+        return len(dropped) + len(in_flight)
 
     # --- the worker ----------------------------------------------------------------------------------
     async def _run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wait_for_batch()
-            batch = self._take_batch()
-            if not batch:
+            await self._wait_for_work()
+            cancel, self._to_cancel = sorted(self._to_cancel), set()
+            admitted = self._admit()
+            if not admitted and not self._running and not cancel:
                 continue
-            self._running_batch = True
+            self.busy = True
+            started = time.perf_counter()
             try:
-                await self._run_batch(batch)
+                it = await loop.run_in_executor(self._executor, self._engine.iterate, cancel,
+                                                [(p.key, p.job) for p in admitted])
+            except asyncio.CancelledError:  # stop() during an iteration: stop() answers every request
+                raise
+            except Exception as exc:  # the engine itself failed: fail what it held, keep the worker
+                log.exception("inference iteration failed")
+                it = Iteration(failed=dict.fromkeys([*self._running, *(p.key for p in admitted)], exc))
+                self._session.reset()
             finally:
-                self._running_batch = False
-                self._update_idle()
+                self.busy = False
+            self._deliver(it, time.perf_counter() - started)
+            self._update_idle()
 
-    async def _wait_for_batch(self) -> None:
-        while self._queued_segments == 0:
+    async def _wait_for_work(self) -> None:
+        while not self._queue.segments and not self._running and not self._to_cancel:
             self._changed.clear()
             await self._changed.wait()
-        first = min(lane[0].enqueued_at for lane in self._lanes.values())
-        deadline = first + self.limits.max_wait_seconds
-        while not self._batch_full():
+        if self._running or self._to_cancel:
+            return  # rows are decoding: newcomers join at the next step, no waiting
+        deadline = (self._queue.first_enqueued_at() or time.monotonic()) + self.limits.max_wait_seconds
+        while (self._queue.segments < self.row_limit and self._queue.audio < self.limits.max_audio_seconds):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -175,79 +224,97 @@ class Batcher:
             except asyncio.TimeoutError:
                 return
 
-    def _batch_full(self) -> bool:
-        return (self._queued_segments >= self.limits.max_items
-                or self._queued_audio >= self.limits.max_audio_seconds)
-
-    def _take_batch(self) -> list[_Pending]:
-        """Round-robin over requests: one segment from each in turn, until a limit is reached."""
-        batch: list[_Pending] = []
-        audio = 0.0
-        while self._lanes and len(batch) < self.limits.max_items:
-            request_id, lane = next(iter(self._lanes.items()))
-            seconds = lane[0].job.seconds
-            if batch and audio + seconds > self.limits.max_audio_seconds:
-                break
-            batch.append(lane.popleft())
-            audio += seconds
-            if lane:
-                self._lanes.move_to_end(request_id)
-            else:
-                del self._lanes[request_id]
-        self._account(-audio, -len(batch))
-        return batch
-
-    async def _run_batch(self, batch: list[_Pending]) -> None:
+    def _admit(self) -> list[_Pending]:
+        if self.limits.engine == "static" and self._running:
+            return []  # a static batch runs to its end before the next one starts
+        free = self.row_limit - len(self._running)
         now = time.monotonic()
-        for pending in batch:
-            self.metrics.queue_wait.observe(now - pending.enqueued_at)
-        live = [p for p in batch if not p.future.done()]
-        if not live:
-            return
-        jobs = [p.job for p in live]
-        audio = sum(job.seconds for job in jobs)
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        try:
-            results, timing = await loop.run_in_executor(self._executor, run_with_oom_split,
-                                                         self.pipeline, jobs)
-        except asyncio.CancelledError:  # stop() during a batch: still answer every request in it
-            for pending in live:
-                _resolve_error(pending, NotReady("the service shut down while this request ran"))
-            raise
-        except Exception as exc:  # the model failed: fail this batch, keep the worker
-            log.exception("inference failed for a batch of %d segments", len(live))
-            self.metrics.errors.labels(reason="inference_failed").inc()
-            for pending in live:
+        admitted = []
+        for key, enqueued_at in self._queue.take(free, self.limits.max_audio_seconds):
+            pending = self._live.get(key)
+            if pending is not None:
+                self.metrics.queue_wait.observe(now - enqueued_at)
+                admitted.append(pending)
+        return admitted
+
+    # --- delivering ----------------------------------------------------------------------------------
+    def _deliver(self, it: Iteration, elapsed: float) -> None:
+        now, m = time.monotonic(), self.metrics
+        for key, routed in it.routed.items():
+            if key in self._live and key not in it.failed:
+                self._live[key].routed, self._live[key].joined_at = routed, now
+                self._running.add(key)
+        self._record_iteration(it, elapsed)
+        completed_audio = 0.0
+        for update in it.updates:
+            pending = self._live.get(update.key)
+            if pending is None or pending.routed is None:
+                continue  # cancelled meanwhile
+            route = pending.routed.route
+            if update.tokens:
+                if pending.tokens == 0:
+                    m.time_to_first_token.labels(route=route).observe(now - pending.enqueued_at)
+                pending.tokens += update.tokens
+                m.generated_tokens.labels(route=route).inc(update.tokens)
+            self._deliver_delta(pending, update.delta)
+            if update.result is not None:
+                completed_audio += pending.job.seconds
+                self._finish(pending, update.result, now)
+        for key, exc in it.failed.items():
+            if (pending := self._live.pop(key, None)) is not None:
+                self._running.discard(key)
+                m.errors.labels(reason="inference_failed").inc()
                 _resolve_error(pending, InferenceFailed(f"inference failed: {type(exc).__name__}"))
+        for key in it.requeue:
+            self._running.discard(key)
+            if (pending := self._live.get(key)) is not None:
+                pending.routed, pending.produced, pending.tokens = None, 0, 0
+                self._queue.push_front(pending.request_id, key, pending.job.seconds, pending.enqueued_at)
+        self._running &= set(self._live)
+        m.running_rows.set(len(self._running))
+        self._throughput.add(completed_audio, elapsed)
+
+    def _deliver_delta(self, pending: _Pending, delta: str) -> None:
+        if not delta:
             return
-        elapsed = time.perf_counter() - started
-        self._throughput.add(audio, elapsed)
-        self._record_batch(live, timing, elapsed, audio)
-        for pending, result in zip(live, results):
-            if not pending.future.done():
-                pending.future.set_result(result)
+        start = pending.produced
+        pending.produced += len(delta)
+        fresh = delta[max(0, pending.delivered - start):]  # after a requeue: only what was not sent yet
+        if fresh and pending.listener is not None:
+            pending.delivered += len(fresh)
+            pending.listener(fresh)
 
-    def _record_batch(self, live: list[_Pending], timing: BatchTiming, elapsed: float, audio: float) -> None:
+    def _finish(self, pending: _Pending, recognition, now: float) -> None:
+        self._live.pop(pending.key, None)
+        self._running.discard(pending.key)
+        result: SegmentResult = self.pipeline.finish(pending.routed, recognition)
+        route = pending.routed.route
+        if pending.joined_at is not None:
+            self.metrics.segment_inference.labels(route=route).observe(now - pending.joined_at)
+        if not pending.future.done():
+            pending.future.set_result(result)
+
+    def _record_iteration(self, it: Iteration, elapsed: float) -> None:
         m = self.metrics
-        m.batch_size.observe(len(live))
-        m.batch_audio.observe(audio)
         m.inference.observe(elapsed)
-        m.router_time.observe(timing.router_seconds)
-        mix = set(timing.routes)
-        m.batches.labels(mix=mix.pop() if len(mix) == 1 else "mixed").inc()
-        for pending, route in zip(live, timing.routes):
-            share = pending.job.seconds / audio if audio > 0 else 1 / len(live)
-            m.segment_inference.labels(route=route).observe(timing.recognizer_seconds * share)
+        if it.routed:
+            m.router_time.observe(it.router_seconds)
+        for group in it.joins:
+            routes = {it.routed[key].route for key in group}
+            m.batch_size.observe(len(group))
+            m.batch_audio.observe(sum(it.routed[key].item.duration for key in group))
+            m.batches.labels(mix=routes.pop() if len(routes) == 1 else "mixed").inc()
+        if it.joins:
+            m.prefill.observe(it.prefill_seconds)
+        if it.step_seconds:
+            m.decode_step.observe(it.step_seconds)
 
-    def _account(self, audio: float, segments: int) -> None:
-        self._queued_audio = max(0.0, self._queued_audio + audio)
-        self._queued_segments += segments
-        self.metrics.queue_audio.set(self._queued_audio)
-        self.metrics.queue_segments.set(self._queued_segments)
+    def _queue_changed(self, audio: float, segments: int) -> None:
+        self.metrics.queue_audio.set(audio)
+        self.metrics.queue_segments.set(segments)
 
     def _update_idle(self) -> None:
-        if self._queued_segments == 0 and not self._running_batch:
+        if not self._live and not self.busy:
             self._idle.set()
 
 
@@ -256,49 +323,19 @@ def _resolve_error(pending: _Pending, error: Exception) -> None:
         pending.future.set_exception(error)
 
 
-def _is_oom(exc: BaseException) -> bool:
-    import torch  # imported here: the batcher itself needs no torch
-
-    return isinstance(exc, torch.OutOfMemoryError)
-
-
-def run_with_oom_split(pipeline: Pipeline, jobs: list[SegmentJob]) -> tuple[list[SegmentResult], BatchTiming]:
-    """Run a batch; on CUDA out-of-memory, retry it split in halves (down to single segments)."""
-    timing = BatchTiming()
-    try:
-        return pipeline.run_batch(jobs, timing), timing
-    except Exception as exc:
-        if not _is_oom(exc) or len(jobs) == 1:
-            raise
-        log.warning("out of memory on a batch of %d segments; retrying in halves", len(jobs))
-        _empty_cuda_cache()
-    half = len(jobs) // 2
-    left, left_timing = run_with_oom_split(pipeline, jobs[:half])
-    right, right_timing = run_with_oom_split(pipeline, jobs[half:])
-    merged = BatchTiming(left_timing.router_seconds + right_timing.router_seconds,
-                         left_timing.recognizer_seconds + right_timing.recognizer_seconds,
-                         left_timing.routes + right_timing.routes)
-    return left + right, merged
-
-
-def _empty_cuda_cache() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 class _Throughput:
-    """Exponentially weighted audio seconds processed per second of inference time."""
+    """Exponentially weighted audio seconds finished per second of inference time."""
 
     def __init__(self, alpha: float = 0.2, initial: float = 1.0) -> None:
         self.alpha = alpha
         self._rate = initial
+        self._busy = 0.0  # inference time since the last finished segment
 
     def add(self, audio_seconds: float, elapsed: float) -> None:
-        if elapsed > 0 and audio_seconds > 0:
-            self._rate = (1 - self.alpha) * self._rate + self.alpha * (audio_seconds / elapsed)
+        self._busy += elapsed
+        if audio_seconds > 0 and self._busy > 0:
+            self._rate = (1 - self.alpha) * self._rate + self.alpha * (audio_seconds / self._busy)
+            self._busy = 0.0
 
     def rate(self) -> float:
         return max(self._rate, 1e-3)
-

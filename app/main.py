@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import api
-from app.batching import Batcher, BatchLimits, run_with_oom_split
+from app.batching import Batcher, BatchLimits
 from app.errors import ServiceError, envelope, status_of
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
@@ -81,12 +81,13 @@ async def _load_and_warm(state: ServiceState, pipeline: Pipeline | None,
 
 
 async def _warm_up(state: ServiceState) -> None:
-    """One real inference per route, so the first request does not pay for lazy initialisation."""
+    """One real inference per route through the batcher (router, prefill, decode steps), so the first
+    request does not pay for lazy initialisation."""
     rng = np.random.default_rng(0)
     audio = (0.01 * rng.standard_normal(16_000)).astype(np.float32)
     jobs = [SegmentJob(audio=audio, route="base"), SegmentJob(audio=audio, route="robust")]
     started = time.perf_counter()
-    results, _ = await state.batcher.run_on_worker(run_with_oom_split, state.pipeline, jobs)
+    results = await asyncio.gather(*state.batcher.submit("warm-up", jobs))
     if len(results) != len(jobs):
         raise RuntimeError("warm-up returned the wrong number of results")
     state.metrics.model_load.labels(component="warmup").set(time.perf_counter() - started)
@@ -117,7 +118,8 @@ def _limits(settings: Settings) -> BatchLimits:
     return BatchLimits(max_items=settings.max_batch_items, max_audio_seconds=settings.max_batch_audio_seconds,
                        max_wait_seconds=settings.max_batch_wait_ms / 1000,
                        max_queue_audio_seconds=settings.max_queue_audio_seconds,
-                       max_queue_segments=settings.max_queue_segments)
+                       max_queue_segments=settings.max_queue_segments,
+                       max_kv_cache_bytes=int(settings.max_kv_cache_mb * 2**20), engine=settings.engine)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

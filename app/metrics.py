@@ -13,6 +13,7 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
 _BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
 _AUDIO_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 240, 480, 960)
 _SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+_STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30)
 
 
 class Metrics:
@@ -36,20 +37,36 @@ class Metrics:
             "asr_queue_wait_seconds", "Time a segment waited in the queue before its batch ran.",
             buckets=_LATENCY_BUCKETS, registry=r)
         self.inference = Histogram(
-            "asr_inference_duration_seconds", "Model time per batch: router + recognizer.",
-            buckets=_LATENCY_BUCKETS, registry=r)
+            "asr_inference_duration_seconds", "Model time per engine iteration: router and prefill of the "
+            "segments that join, then one decode step of every running row.", buckets=_LATENCY_BUCKETS,
+            registry=r)
         self.router_time = Histogram(
-            "asr_router_duration_seconds", "Router scoring time per batch.", buckets=_LATENCY_BUCKETS,
+            "asr_router_duration_seconds", "Router scoring time per iteration in which segments join.",
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.prefill = Histogram(
+            "asr_prefill_duration_seconds", "Prefill time per iteration in which segments join (audio encoder "
+            "and prompt of every joining segment).", buckets=_STEP_BUCKETS, registry=r)
+        self.decode_step = Histogram(
+            "asr_decode_step_seconds", "Time of one decode step of all running rows.", buckets=_STEP_BUCKETS,
             registry=r)
         self.segment_inference = Histogram(
-            "asr_segment_inference_seconds", "Recognizer time per batch attributed to each segment's route "
-            "(batch time split by audio share).", ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+            "asr_segment_inference_seconds", "Time from a segment's prefill to its last token, by route.",
+            ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.time_to_first_token = Histogram(
+            "asr_time_to_first_token_seconds", "Time from a segment's arrival in the queue to its first "
+            "generated token, by route.", ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.generated_tokens = Counter(
+            "asr_generated_tokens_total", "Tokens generated, by route (rate() = tokens per second).", ["route"],
+            registry=r)
+        self.running_rows = Gauge(
+            "asr_running_rows", "Segments decoding now (rows of the running batch).", registry=r)
         self.batch_size = Histogram(
-            "asr_batch_size", "Segments per batch.", buckets=_BATCH_SIZE_BUCKETS, registry=r)
+            "asr_batch_size", "Segments per prefill group (segments that start decoding together).",
+            buckets=_BATCH_SIZE_BUCKETS, registry=r)
         self.batch_audio = Histogram(
-            "asr_batch_audio_seconds", "Seconds of audio per batch.", buckets=_AUDIO_BUCKETS, registry=r)
+            "asr_batch_audio_seconds", "Seconds of audio per prefill group.", buckets=_AUDIO_BUCKETS, registry=r)
         self.batches = Counter(
-            "asr_batches_total", "Batches run, by route mix (base, robust or mixed).", ["mix"], registry=r)
+            "asr_batches_total", "Prefill groups, by route mix (base, robust or mixed).", ["mix"], registry=r)
         self.queue_segments = Gauge(
             "asr_queue_depth_segments", "Segments waiting in the queue.", registry=r)
         self.queue_audio = Gauge(

@@ -1,6 +1,8 @@
-"""The model-side step of one batch: score every segment with the router in one call, pick each
-segment's route, and decode the whole batch in one recognizer call with per-item routes.
+"""The model side of a segment: score segments with the router (one call for all that arrive together),
+pick each one's route, and turn the recognizer's answer into the service's result.
 
+The batcher's engine (app.engine) routes the segments that join the running rows and finishes each row when
+it ends; run_batch does route -> recognize -> finish for a whole batch at once (warm-up, evaluation).
 This runs on the single inference worker thread, never on the event loop. It knows nothing of HTTP or
 queues: it takes a list of jobs and returns a list of results of the same length.
 """
@@ -44,6 +46,19 @@ class SegmentResult:
     reason: str  # why this route: router | request | config | language
     num_tokens: int
     spans: tuple[TimedText, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoutedJob:
+    """A segment with its route decided: what the recognizer decodes, and why it took that path."""
+
+    item: RecognitionItem
+    reason: str  # router | request | config | language
+    score: float | None  # P(degraded), None without a router
+
+    @property
+    def route(self) -> Literal["base", "robust"]:
+        return "robust" if self.item.robust else "base"
 
 
 @dataclass
@@ -104,21 +119,31 @@ class Pipeline:
             raise LanguageNotSupported(f"language {language!r} is not supported by the "
                                        f"{'requested' if route != 'auto' else 'available'} recognition path")
 
+    def route(self, jobs: Sequence[SegmentJob]) -> list[RoutedJob]:
+        """The router scores every job in one call; each job gets its route and its recognition item."""
+        scores = self.score([job.audio for job in jobs])
+        routed = []
+        for job, score in zip(jobs, scores):
+            robust, reason = self._decide(job, score)
+            item = RecognitionItem(audio=job.audio, robust=robust, language=job.language, context=job.context)
+            routed.append(RoutedJob(item=item, reason=reason, score=score))
+        return routed
+
+    def finish(self, routed: RoutedJob, recognition: Recognition) -> SegmentResult:
+        return _result(recognition, routed.item.robust, routed.reason, routed.score)
+
     def run_batch(self, jobs: Sequence[SegmentJob], timing: BatchTiming | None = None) -> list[SegmentResult]:
+        """Route and decode a whole batch at once (one recognize() call)."""
         timing = timing if timing is not None else BatchTiming()
         started = time.perf_counter()
-        scores = self.score([job.audio for job in jobs])
+        routed = self.route(jobs)
         timing.router_seconds = time.perf_counter() - started
-        decisions = [self._decide(job, score) for job, score in zip(jobs, scores)]
-        items = [RecognitionItem(audio=job.audio, robust=robust, language=job.language, context=job.context)
-                 for job, (robust, _) in zip(jobs, decisions)]
         started = time.perf_counter()
-        recognitions = self.recognizer.recognize(items)
+        recognitions = self.recognizer.recognize([r.item for r in routed])
         timing.recognizer_seconds = time.perf_counter() - started
-        _check_length("recognizer", recognitions, items)
-        timing.routes = ["robust" if robust else "base" for robust, _ in decisions]
-        return [_result(rec, robust, reason, score)
-                for rec, (robust, reason), score in zip(recognitions, decisions, scores)]
+        _check_length("recognizer", recognitions, routed)
+        timing.routes = [r.route for r in routed]
+        return [self.finish(r, rec) for r, rec in zip(routed, recognitions)]
 
     def _decide(self, job: SegmentJob, score: float | None) -> tuple[bool, str]:
         if job.route != "auto":

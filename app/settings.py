@@ -53,10 +53,20 @@ class Settings(BaseSettings):
                              "to the robust path. Requests may override it with the `threshold` field.")
 
     # --- batching ------------------------------------------------------------------------------------
-    max_batch_items: int = Field(16, ge=1, le=512, description="A batch closes at this many segments.")
-    max_batch_audio_seconds: float = Field(240.0, gt=0, description="...or at this much audio in total.")
-    max_batch_wait_ms: float = Field(25.0, ge=0, le=5000, description="...or this long after its first "
-                                     "segment arrived.")
+    engine: Literal["continuous", "static"] = Field(
+        "continuous", description="continuous = segments join the running batch between decode steps and "
+        "leave when they end (results and streamed text go out at once); static = a batch runs until its "
+        "last segment ends before the next starts (the previous engine, kept for comparison).")
+    max_batch_items: int = Field(16, ge=1, le=512, description="Segments decoding together at most (the "
+                                 "running rows; static: segments per batch).")
+    max_kv_cache_mb: float = Field(0, ge=0, description="Bound on the running rows' attention-cache memory "
+                                   "(each row counted at its longest: a full segment and token budget); the "
+                                   "row limit becomes the smaller of this and max_batch_items. 0 = no bound "
+                                   "beyond max_batch_items.")
+    max_batch_audio_seconds: float = Field(240.0, gt=0, description="Audio that may join in one iteration "
+                                           "(prefill work between two decode steps; static: per batch).")
+    max_batch_wait_ms: float = Field(25.0, ge=0, le=5000, description="When nothing is decoding: how long "
+                                     "the first arrival waits for others to join it.")
     max_queue_audio_seconds: float = Field(1800.0, gt=0, description="Admission control: a request whose "
                                            "audio would push the queue past this gets 429 + Retry-After.")
     max_queue_segments: int = Field(1024, ge=1, description="Hard bound on queued segments.")

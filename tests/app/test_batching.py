@@ -74,7 +74,7 @@ def test_short_request_is_not_starved_by_a_long_one():
         batcher.start()
         order: list[str] = []
         long_futures = batcher.submit("long", [SegmentJob(audio=tone(5.0)) for _ in range(12)])
-        await wait_until(lambda: batcher._running_batch)  # first long batch is running (held by the gate)
+        await wait_until(lambda: batcher.busy)  # first long batch is running (held by the gate)
         short_future = batcher.submit("short", [SegmentJob(audio=tone(1.0))])[0]
         short_future.add_done_callback(lambda _: order.append("short"))
         asyncio.gather(*long_futures).add_done_callback(lambda _: order.append("long"))
@@ -114,13 +114,13 @@ def test_out_of_memory_retries_in_halves():
         batcher, recognizer, _ = make(BatchLimits(max_items=4, max_wait_seconds=5.0),
                                       FakeRecognizer(fail=oom_when_big))
         batcher.start()
-        futures = batcher.submit("r", [SegmentJob(audio=tone(1.0 + i)) for i in range(4)])
+        futures = batcher.submit("r", [SegmentJob(audio=tone(1.0 + i / 5)) for i in range(4)])  # one prefill group
         results = await asyncio.gather(*futures)
         await batcher.stop()
         return results, recognizer
 
     results, recognizer = asyncio.run(scenario())
-    assert [r.text for r in results] == ["base 1.0s", "base 2.0s", "base 3.0s", "base 4.0s"]
+    assert [r.text for r in results] == ["base 1.0s", "base 1.2s", "base 1.4s", "base 1.6s"]
     assert [len(b) for b in recognizer.batches] == [4, 2, 1, 1, 2, 1, 1]
 
 
@@ -131,7 +131,7 @@ def test_admission_control_refuses_with_retry_after_and_keeps_accepted_work():
                                    FakeRecognizer(gate=gate))
         batcher.start()
         first = batcher.submit("a", [SegmentJob(audio=tone(1.0))])
-        await wait_until(lambda: batcher._running_batch)
+        await wait_until(lambda: batcher.busy)
         accepted = batcher.submit("b", [SegmentJob(audio=tone(6.0))])
         with pytest.raises(Overloaded) as refused:
             batcher.submit("c", [SegmentJob(audio=tone(6.0))])
@@ -153,7 +153,7 @@ def test_cancelled_request_segments_are_dropped_and_counted():
                                             FakeRecognizer(gate=gate))
         batcher.start()
         running = batcher.submit("a", [SegmentJob(audio=tone(1.0))])
-        await wait_until(lambda: batcher._running_batch)
+        await wait_until(lambda: batcher.busy)
         doomed = batcher.submit("b", [SegmentJob(audio=tone(2.0)) for _ in range(3)])
         dropped = batcher.cancel("b")
         gate.set()
@@ -190,7 +190,7 @@ def test_stop_answers_whatever_is_still_queued():
         batcher, _, _ = make(BatchLimits(max_items=1, max_wait_seconds=0.0), FakeRecognizer(gate=gate))
         batcher.start()
         first = batcher.submit("a", [SegmentJob(audio=tone(1.0))])
-        await wait_until(lambda: batcher._running_batch)
+        await wait_until(lambda: batcher.busy)
         queued = batcher.submit("b", [SegmentJob(audio=tone(1.0))])
         assert not await batcher.drain(0.01)
         gate.set()

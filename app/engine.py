@@ -1,0 +1,176 @@
+"""The inference worker's side of the batcher: one iteration = drop cancelled rows, route and prefill the
+admitted segments (they join the running rows), then one decode step for every running row.
+
+Runs only on the inference thread; the batcher (app.batching) calls `iterate` once per loop and gets back
+what happened. Failures are contained to the rows they concern:
+- a join that raises is retried row by row (CUDA out-of-memory: in halves), so one bad segment fails alone;
+  a single segment that runs out of memory beside running rows goes back to the queue instead;
+- a decode step that runs out of memory sends the newest running rows back to the queue and steps again;
+- any other step failure fails the rows that were running (a step computes them together) and resets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from app.pipeline import Pipeline, RoutedJob, SegmentJob
+from models.recognition import DecodeSession, RowUpdate
+
+log = logging.getLogger("app.engine")
+
+
+@dataclass
+class Iteration:
+    """What one iteration did, for the batcher to deliver and record."""
+
+    routed: dict[int, RoutedJob] = field(default_factory=dict)  # decisions of the segments that joined
+    updates: list[RowUpdate] = field(default_factory=list)  # deltas and finished rows (keys: segment ids)
+    failed: dict[int, Exception] = field(default_factory=dict)  # segments that failed (join or step)
+    requeue: list[int] = field(default_factory=list)  # segments to queue again (out of memory)
+    joins: list[list[int]] = field(default_factory=list)  # the prefill groups, by segment id
+    router_seconds: float = 0.0
+    prefill_seconds: float = 0.0
+    step_seconds: float = 0.0
+    running: int = 0  # rows running after the iteration
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch  # imported here: the service imports this module without needing torch at import time
+
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+def empty_device_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class Engine:
+    """Owns the decode session; lives on the inference thread."""
+
+    def __init__(self, pipeline: Pipeline, session: DecodeSession, *, group_by_length: bool = True,
+                 length_ratio: float = 2.0) -> None:
+        self.pipeline = pipeline
+        self.session = session
+        self.group_by_length = group_by_length  # continuous mode: prefill groups of similar length
+        self.length_ratio = length_ratio
+        self._join_order: list[int] = []  # running segment ids, oldest first (who is evicted first: newest)
+
+    def iterate(self, cancel: Sequence[int], admit: Sequence[tuple[int, SegmentJob]], step: bool = True) -> Iteration:
+        it = Iteration()
+        if cancel:
+            self.session.cancel(cancel)
+            self._forget(cancel)
+        if admit:
+            self._admit(admit, it)
+        if step and self.session.running:
+            self._step(it)
+        self._forget(update.key for update in it.updates if update.result is not None)
+        it.running = self.session.running
+        return it
+
+    # --- joining -------------------------------------------------------------------------------------
+    def _admit(self, admit: Sequence[tuple[int, SegmentJob]], it: Iteration) -> None:
+        started = time.perf_counter()
+        try:
+            routed = self.pipeline.route([job for _, job in admit])
+        except Exception:  # noqa: BLE001 - one segment's decision failed (its language, say): decide each alone
+            routed = self._route_one_by_one(admit, it)
+        it.router_seconds = time.perf_counter() - started
+        entries = [(key, r) for (key, _), r in zip(admit, routed) if r is not None]
+        it.routed.update(entries)
+        started = time.perf_counter()
+        for group in self._groups(entries):
+            self._join(group, it)
+        it.prefill_seconds = time.perf_counter() - started
+
+    def _route_one_by_one(self, admit: Sequence[tuple[int, SegmentJob]], it: Iteration) -> list[RoutedJob | None]:
+        routed: list[RoutedJob | None] = []
+        for key, job in admit:
+            try:
+                routed.append(self.pipeline.route([job])[0])
+            except Exception as exc:  # noqa: BLE001 - this segment fails alone, answered by the batcher
+                it.failed[key] = exc
+                routed.append(None)
+        return routed
+
+    def _groups(self, entries: list[tuple[int, RoutedJob]]) -> list[list[tuple[int, RoutedJob]]]:
+        """Prefill groups: one (static mode), or runs of similar duration so padding stays small; each group
+        keeps the admission (round-robin) order."""
+        if not self.group_by_length or len(entries) < 2:
+            return [entries] if entries else []
+        ordered = sorted(range(len(entries)), key=lambda index: entries[index][1].item.duration)
+        group_of, floor, group = {}, None, -1
+        for index in ordered:
+            duration = entries[index][1].item.duration
+            if floor is None or duration > self.length_ratio * max(floor, 1.0):
+                floor, group = duration, group + 1
+            group_of[index] = group
+        return [[entries[i] for i in range(len(entries)) if group_of[i] == g] for g in range(group + 1)]
+
+    def _join(self, group: list[tuple[int, RoutedJob]], it: Iteration) -> None:
+        try:
+            it.updates += self.session.join([(key, routed.item) for key, routed in group])
+        except Exception as exc:  # noqa: BLE001 - contained to this group's rows (logged below)
+            self._join_failed(group, exc, it)
+            return
+        it.joins.append([key for key, _ in group])
+        self._join_order += [key for key, _ in group]
+
+    def _join_failed(self, group: list[tuple[int, RoutedJob]], exc: Exception, it: Iteration) -> None:
+        if is_out_of_memory(exc):
+            empty_device_cache()
+            if len(group) > 1:
+                log.warning("out of memory prefilling %d segments; retrying in halves", len(group))
+                half = len(group) // 2
+                self._join(group[:half], it)
+                self._join(group[half:], it)
+            elif self.session.running:  # memory is held by running rows: try again when some have finished
+                it.requeue.append(group[0][0])
+            else:
+                it.failed[group[0][0]] = exc
+        elif len(group) > 1:  # find the segment at fault: each joins alone
+            for entry in group:
+                self._join([entry], it)
+        else:
+            log.error("prefill failed for one segment", exc_info=exc)
+            it.failed[group[0][0]] = exc
+
+    # --- stepping ------------------------------------------------------------------------------------
+    def _step(self, it: Iteration) -> None:
+        started = time.perf_counter()
+        while self.session.running:
+            try:
+                it.updates += self.session.step()
+                break
+            except Exception as exc:  # noqa: BLE001 - contained to the running rows (logged below)
+                if not self._step_failed(exc, it):
+                    break
+        it.step_seconds = time.perf_counter() - started
+
+    def _step_failed(self, exc: Exception, it: Iteration) -> bool:
+        """Contain a failed step; True if it is worth stepping again."""
+        running = list(self._join_order)
+        if is_out_of_memory(exc) and len(running) > 1:
+            empty_device_cache()
+            evicted = running[len(running) // 2:]  # the newest half goes back to the queue
+            log.warning("out of memory in a decode step of %d rows; requeueing %d", len(running), len(evicted))
+            self.session.cancel(evicted)
+            self._forget(evicted)
+            it.requeue += evicted
+            return True
+        log.error("decode step failed for %d rows", len(running), exc_info=exc)
+        self.session.reset()
+        self._forget(running)
+        it.failed.update(dict.fromkeys(running, exc))
+        return False
+
+    def _forget(self, keys) -> None:
+        gone = set(keys)
+        if gone:
+            self._join_order = [key for key in self._join_order if key not in gone]

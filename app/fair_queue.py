@@ -1,0 +1,85 @@
+"""The bounded queue of segments waiting to run: one lane per request, served round-robin.
+
+Taking segments goes one lane at a time, one segment per lane per round, so a short clip that arrives
+behind a long file rides in the very next group that has room; a lane that was served moves to the back.
+The queue counts its segments and audio seconds (admission control and the autoscaling signal).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Entry(Generic[T]):
+    value: T
+    seconds: float
+    enqueued_at: float
+
+
+@dataclass
+class FairQueue(Generic[T]):
+    on_change: Callable[[float, int], None] = lambda audio, segments: None  # (queued audio s, segments)
+    _lanes: collections.OrderedDict[str, collections.deque[_Entry[T]]] = field(
+        default_factory=collections.OrderedDict)
+    audio: float = 0.0
+    segments: int = 0
+
+    def push(self, lane: str, values: Iterable[tuple[T, float]], now: float) -> None:
+        queue = self._lanes.setdefault(lane, collections.deque())
+        for value, seconds in values:
+            queue.append(_Entry(value, seconds, now))
+            self._account(seconds, 1)
+
+    def push_front(self, lane: str, value: T, seconds: float, enqueued_at: float) -> None:
+        """Back to the head of its lane, and the lane to the front: work that was taken and must run again."""
+        queue = self._lanes.setdefault(lane, collections.deque())
+        queue.appendleft(_Entry(value, seconds, enqueued_at))
+        self._lanes.move_to_end(lane, last=False)
+        self._account(seconds, 1)
+
+    def first_enqueued_at(self) -> float | None:
+        return min((lane[0].enqueued_at for lane in self._lanes.values()), default=None)
+
+    def take(self, max_segments: int, max_audio: float) -> list[tuple[T, float]]:
+        """Round-robin: one segment from each lane in turn, until `max_segments` or `max_audio` seconds
+        (the first segment is taken whatever its length). Returns (value, seconds waited)."""
+        taken: list[_Entry[T]] = []
+        audio = 0.0
+        while self._lanes and len(taken) < max_segments:
+            lane_id, lane = next(iter(self._lanes.items()))
+            if taken and audio + lane[0].seconds > max_audio:
+                break
+            entry = lane.popleft()
+            taken.append(entry)
+            audio += entry.seconds
+            if lane:
+                self._lanes.move_to_end(lane_id)
+            else:
+                del self._lanes[lane_id]
+        self._account(-audio, -len(taken))
+        return [(entry.value, entry.enqueued_at) for entry in taken]
+
+    def drop(self, lane: str) -> list[T]:
+        """Remove a lane (its request is gone); returns what it held."""
+        entries = self._lanes.pop(lane, None) or collections.deque()
+        self._account(-sum(e.seconds for e in entries), -len(entries))
+        return [entry.value for entry in entries]
+
+    def drain(self) -> list[T]:
+        values = [entry.value for lane in self._lanes.values() for entry in lane]
+        self._lanes.clear()
+        self._account(-self.audio, -self.segments)
+        return values
+
+    def _account(self, audio: float, segments: int) -> None:
+        self.audio = max(0.0, self.audio + audio)
+        self.segments += segments
+        if self.segments == 0:
+            self.audio = 0.0  # no float residue once empty
+        self.on_change(self.audio, self.segments)
