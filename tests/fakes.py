@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.recognition import Recognition, RecognitionItem
+from models.recognition import Recognition, RecognitionItem, RowUpdate
 
 
 def tone_level(audio: np.ndarray) -> float:
@@ -61,3 +61,92 @@ class FakeRecognizer:
 def tone(seconds: float, level: float = 0.2, freq: float = 440.0, rate: int = 16_000) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@dataclass
+class SteppingRecognizer:
+    """A recognizer with a real decode session shape: each row 'decodes' its text '<route> <seconds>s' and
+    one dot per second of audio, one character per step, so longer clips take more steps. Scripted faults.
+
+    `gate`, when set, blocks every step until the test releases it; `pace`, when set, takes one permit per
+    step (the test releases steps one by one); `fail_step(running_keys)` may return an exception to raise
+    for a step; `fail_join(items)` likewise for a join.
+    """
+
+    languages_base: frozenset[str] | None = frozenset({"en"})
+    languages_robust: frozenset[str] | None = None
+    gate: threading.Event | None = None
+    pace: threading.Semaphore | None = None
+    fail_step: Callable[[list], Exception | None] | None = None
+    fail_join: Callable[[Sequence[RecognitionItem]], Exception | None] | None = None
+    row_bytes_each: int = 0
+    joins: list[list[RecognitionItem]] = field(default_factory=list)
+    steps: list[list] = field(default_factory=list)  # the running keys of every step
+    cancelled: list = field(default_factory=list)
+
+    def languages(self, robust: bool) -> frozenset[str] | None:
+        return self.languages_robust if robust else self.languages_base
+
+    def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:
+        return [Recognition(text=fake_text(item), language=item.language or "en", num_tokens=len(fake_text(item)))
+                for item in items]
+
+    def open_session(self, max_rows: int) -> FakeSession:
+        return FakeSession(self, max_rows)
+
+
+def fake_text(item: RecognitionItem) -> str:
+    return f"{'robust' if item.robust else 'base'} {item.duration:.1f}s" + "." * int(item.duration)
+
+
+class FakeSession:
+    def __init__(self, owner: SteppingRecognizer, max_rows: int) -> None:
+        self.owner = owner
+        self.max_rows = max_rows
+        self.rows: dict = {}  # key -> [item, characters emitted]
+
+    @property
+    def running(self) -> int:
+        return len(self.rows)
+
+    def row_bytes(self) -> int:
+        return self.owner.row_bytes_each
+
+    def join(self, rows):
+        if self.owner.fail_join is not None and (error := self.owner.fail_join([item for _, item in rows])):
+            raise error
+        if len(self.rows) + len(rows) > self.max_rows:
+            raise RuntimeError("more rows than the session holds")
+        self.owner.joins.append([item for _, item in rows])
+        for key, item in rows:
+            self.rows[key] = [item, 0]
+        return [self._emit(key) for key, _ in rows]
+
+    def step(self):
+        if self.owner.gate is not None:
+            assert self.owner.gate.wait(timeout=30), "test never released the gate"
+        if self.owner.pace is not None:
+            assert self.owner.pace.acquire(timeout=30), "test never released the next step"
+        keys = list(self.rows)
+        self.owner.steps.append(keys)
+        if self.owner.fail_step is not None and (error := self.owner.fail_step(keys)):
+            raise error
+        return [self._emit(key) for key in keys]
+
+    def _emit(self, key) -> RowUpdate:
+        item, done = self.rows[key]
+        text = fake_text(item)
+        self.rows[key][1] = done + 1
+        if done + 1 < len(text):
+            return RowUpdate(key, delta=text[done], tokens=1)
+        del self.rows[key]
+        return RowUpdate(key, delta=text[done], tokens=1,
+                         result=Recognition(text=text, language=item.language or "en", num_tokens=len(text)))
+
+    def cancel(self, keys) -> None:
+        for key in keys:
+            if self.rows.pop(key, None) is not None:
+                self.owner.cancelled.append(key)
+
+    def reset(self) -> None:
+        self.rows.clear()
