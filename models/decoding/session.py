@@ -138,19 +138,20 @@ class SteppedSession(abc.ABC):
             row.logprob_sum += logprob
             row.ended = self.is_end(token)
             done = row.ended or len(row.tokens) >= row.budget
-            delta = self._delta(row)
+            delta = self._delta(row, final=done)
             result = self.result(row) if done else None
             if done:
                 self._remove(row)
             updates.append(RowUpdate(row.key, delta=delta, tokens=1, result=result))
         return updates
 
-    def _delta(self, row: Row) -> str:
+    def _delta(self, row: Row, final: bool) -> str:
         """New text since the last delivery. Text that is not an extension of what was delivered (a
-        tokenizer merging across the boundary) waits for the final result instead."""
+        tokenizer merging across the boundary) waits for the final result instead; so does a trailing
+        incomplete UTF-8 sequence, unless no token will follow."""
         text = self.render(row)
-        if text.endswith("\ufffd") or not text.startswith(row.emitted):
-            return ""  # an incomplete UTF-8 sequence, or a rewrite: nothing safe to send yet
+        if (text.endswith("\ufffd") and not final) or not text.startswith(row.emitted):
+            return ""  # nothing safe to send yet
         delta, row.emitted = text[len(row.emitted):], text
         return delta
 
