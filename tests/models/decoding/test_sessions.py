@@ -79,9 +79,9 @@ def test_cancelled_rows_leave_and_the_others_are_unaffected(recognizer):
 
 def test_a_join_that_fails_leaves_no_trace(recognizer):
     session = recognizer.open_session(8)
-    session.join([(0, ITEMS[1])])
+    session.join([(1, ITEMS[1])])
     with pytest.raises(ValueError, match="cy"):
-        session.join([(1, ITEMS[5]), (2, RecognitionItem(clip(1.0, 9), language="cy"))])
+        session.join([(5, ITEMS[5]), (9, RecognitionItem(clip(1.0, 9), language="cy"))])
     assert session.running == 1
     results, _ = run(session, {0: [5]})
     assert_same_recognitions([results[1], results[5]], recognizer.recognize([ITEMS[1], ITEMS[5]]))
