@@ -67,6 +67,26 @@ def test_batched_equals_one_by_one_and_the_generate_path(tiny):
         assert (result.text, result.segments) == (expected.text, expected.segments)
 
 
+def test_rows_joining_while_others_decode_equal_each_row_alone(tiny):
+    """Continuous batching on the real model: rows join after others have decoded some tokens, with their
+    own prompts, and leave at their own end; each row's result is what it gets alone."""
+    items = [RecognitionItem(load_clip("human/sense_and_sensibility_01_austen_64kb-0870.wav")),
+             RecognitionItem(load_clip("human/goforward.wav"), context="robot commands"),
+             RecognitionItem(load_clip("human/001.wav"))]
+    session = tiny.open_session(4)
+    results, streamed, step = {}, {}, 0
+    while step < 3 or session.running:
+        joining = {0: [0], 3: [1, 2]}.get(step, [])
+        updates = session.join([(i, items[i]) for i in joining]) + session.step()
+        for update in updates:
+            streamed[update.key] = streamed.get(update.key, "") + update.delta
+            if update.result is not None:
+                results[update.key] = update.result
+        step += 1
+    assert_same_recognitions([results[i] for i in range(3)], [tiny.recognize([item])[0] for item in items])
+    assert all(streamed[i].strip() == results[i].text for i in range(3))
+
+
 def test_non_speech_is_blanked_by_the_no_speech_guard(tiny, tmp_path_factory):
     noise = np.random.default_rng(1).normal(0, 0.05, 48_000).astype(np.float32)
     items = [RecognitionItem(np.zeros(32_000, np.float32)), RecognitionItem(noise),
