@@ -20,6 +20,7 @@ from app.forms import parse_quality_form, parse_transcription_form, read_form
 from app.openapi import QUALITY_BODY, TRANSCRIPTION_BODY
 from app.pipeline import LanguageNotSupported, RouteNotAvailable
 from app.state import ServiceState
+from app.streaming import TranscriptStream, client_disconnected, streaming_response
 from app.transcription import TranscriptionOptions
 
 log = logging.getLogger("app.api")
@@ -61,16 +62,33 @@ async def create_transcription(request: Request) -> Response:
     started = time.monotonic()
     _check_api_key(request, state)
     _check_serving(state)
+    release = _count_in_flight(state)
+    response = None
+    try:
+        response = await _transcribe(request, state, started, release)
+        return response
+    finally:
+        if not isinstance(response, TranscriptStream):  # a stream is in flight until it ends
+            release()
+
+
+def _count_in_flight(state: ServiceState):
+    """Count a request as in flight; returns the (idempotent) release."""
     state.inflight += 1
     state.metrics.inflight.inc()
-    try:
-        return await _transcribe(request, state, started)
-    finally:
-        state.inflight -= 1
-        state.metrics.inflight.dec()
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            state.inflight -= 1
+            state.metrics.inflight.dec()
+
+    return release
 
 
-async def _transcribe(request: Request, state: ServiceState, started: float) -> Response:
+async def _transcribe(request: Request, state: ServiceState, started: float, release) -> Response:
     settings = state.settings
     form = parse_transcription_form(await read_form(request, settings.max_upload_bytes))
     threshold = settings.threshold if form.threshold is None else form.threshold
@@ -91,6 +109,9 @@ async def _transcribe(request: Request, state: ServiceState, started: float) -> 
     request.state.audio_seconds = round(audio.duration, 3)
     options = TranscriptionOptions(language=form.language, prompt=form.prompt, route=form.route,
                                    threshold=threshold)
+    if form.stream:
+        return streaming_response(request, state, audio, options, started + settings.request_timeout_seconds,
+                                  on_close=release)
     remaining = settings.request_timeout_seconds - (time.monotonic() - started)
     work = state.transcriber.transcribe(request.state.request_id, audio, options)
     transcript = await _until_deadline_or_disconnect(request, work, remaining)
@@ -101,7 +122,7 @@ async def _transcribe(request: Request, state: ServiceState, started: float) -> 
 async def _until_deadline_or_disconnect(request: Request, work, timeout: float):
     """Await `work`; cancel it (dropping its queued segments) on deadline or client disconnect."""
     task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_client_disconnected(request))
+    watcher = asyncio.ensure_future(client_disconnected(request))
     try:
         done, _ = await asyncio.wait({task, watcher}, timeout=max(0.0, timeout),
                                      return_when=asyncio.FIRST_COMPLETED)
@@ -115,14 +136,6 @@ async def _until_deadline_or_disconnect(request: Request, work, timeout: float):
         request.state.route = "cancelled"
         raise ClientClosed("client closed the connection")
     raise DeadlineExceeded("the request did not finish within the configured deadline")
-
-
-async def _client_disconnected(request: Request) -> bool:
-    # The body has been read, so the next ASGI message can only be the disconnect.
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return True
 
 
 def _render(transcript, response_format: str) -> Response:

@@ -6,6 +6,7 @@ from app.transcript import Transcript
 from models.languages import LANGUAGE_NAMES
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+STREAM_FORMATS = ("json", "text")  # stream=true: server-sent events (OpenAI streams these two only)
 
 
 def language_name(code: str | None) -> str | None:

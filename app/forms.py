@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from app.formats import RESPONSE_FORMATS
+from app.formats import RESPONSE_FORMATS, STREAM_FORMATS
 from models.languages import UnknownLanguageError, to_code
 
 _MAX_PROMPT_CHARS = 4000
@@ -35,6 +35,7 @@ class TranscriptionForm:
     response_format: str
     route: Literal["auto", "base", "robust"]
     threshold: float | None
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,15 @@ def parse_transcription_form(form: FormData) -> TranscriptionForm:
         if value != "segment":
             raise InvalidRequest(f"timestamp granularity {value!r} is not supported; use 'segment'",
                                  param="timestamp_granularities[]", code="unsupported_value")
-    if _text_field(form, "stream", "false").lower() not in ("false", "0"):
-        raise InvalidRequest("streaming is not supported", param="stream", code="unsupported_value")
+    stream = _bool_field(form, "stream")
     response_format = _text_field(form, "response_format", "json")
     if response_format not in RESPONSE_FORMATS:
         raise InvalidRequest(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}",
                              param="response_format")
+    if stream and response_format not in STREAM_FORMATS:
+        raise InvalidRequest(f"stream=true answers with server-sent events: response_format must be "
+                             f"{' or '.join(STREAM_FORMATS)}, not {response_format!r}", param="response_format",
+                             code="unsupported_value")
     route = _text_field(form, "route", "auto")
     if route not in ("auto", "base", "robust"):
         raise InvalidRequest("route must be auto, base or robust", param="route")
@@ -100,7 +104,7 @@ def parse_transcription_form(form: FormData) -> TranscriptionForm:
     return TranscriptionForm(upload=_upload(form), model=_text_field(form, "model", "") or None,
                              language=_language(form), prompt=prompt, response_format=response_format,
                              route=route,  # type: ignore[arg-type]
-                             threshold=_float_field(form, "threshold", 0.0, 1.0))
+                             threshold=_float_field(form, "threshold", 0.0, 1.0), stream=stream)
 
 
 def parse_quality_form(form: FormData) -> QualityForm:
@@ -130,6 +134,13 @@ def _text_field(form: FormData, name: str, default: str) -> str:
     if len(values) > 1 or not isinstance(values[0], str):
         raise InvalidRequest(f"`{name}` must be given once, as text", param=name)
     return values[0].strip()
+
+
+def _bool_field(form: FormData, name: str) -> bool:
+    raw = _text_field(form, name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise InvalidRequest(f"`{name}` must be true or false", param=name)
+    return raw in ("true", "1")
 
 
 def _float_field(form: FormData, name: str, low: float, high: float) -> float | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from app.pipeline import SegmentResult
 
 # Languages written without spaces between words: segments are joined without a separator.
-_UNSPACED = {"zh", "ja", "th", "yue", "lo", "km", "my"}
+UNSPACED = {"zh", "ja", "th", "yue", "lo", "km", "my"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def assemble(windows: Sequence[tuple[float, float]], results: Sequence[SegmentRe
                                          result.router_score))
     used = [r for r in results if r is not None]
     detected = language or _majority_language(used)
-    joiner = "" if detected in _UNSPACED else " "
+    joiner = "" if detected in UNSPACED else " "
     text = joiner.join(seg.text for seg in segments).strip()
     routes = {r.route for r in used}
     route = "none" if not routes else routes.pop() if len(routes) == 1 else "mixed"

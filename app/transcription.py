@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.audio import DecodedAudio, decode_audio, is_silent
@@ -16,7 +17,7 @@ from app.batching import Batcher
 from app.metrics import Metrics
 from app.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
 from app.segmenter import split_for_recognition
-from app.transcript import Transcript, assemble
+from app.transcript import UNSPACED, Transcript, assemble
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,10 @@ class Transcriber:
         work = functools.partial(decode_audio, data, filename=filename, max_seconds=self.max_audio_seconds)
         return await asyncio.get_running_loop().run_in_executor(self.decode_pool, work)
 
-    async def transcribe(self, request_id: str, audio: DecodedAudio, options: TranscriptionOptions) -> Transcript:
+    async def transcribe(self, request_id: str, audio: DecodedAudio, options: TranscriptionOptions,
+                         on_text: Callable[[str], None] | None = None) -> Transcript:
+        """The request's transcript. `on_text` receives the text as it is decoded, segment after segment in
+        order (a later segment's text waits until the earlier ones end); the transcript is final."""
         loop = asyncio.get_running_loop()
         split = functools.partial(split_for_recognition, audio.samples,
                                   max_segment_seconds=self.max_segment_seconds)
@@ -59,7 +63,11 @@ class Transcriber:
                            language=options.language, context=options.prompt) for i in voiced]
         results: list[SegmentResult | None] = [None] * len(segments)
         if jobs:
-            futures = self.batcher.submit(request_id, jobs)
+            ordered = OrderedText(len(jobs), on_text, options.language) if on_text is not None else None
+            futures = self.batcher.submit(request_id, jobs, listener=ordered.delta if ordered else None)
+            if ordered is not None:
+                for index, future in enumerate(futures):
+                    future.add_done_callback(functools.partial(ordered.finished, index))
             try:
                 done = await asyncio.gather(*futures)
             finally:
@@ -84,3 +92,44 @@ class Transcriber:
         score = float(scores[0])
         return QualityAssessment(router_score=score, route="robust" if score >= threshold else "base",
                                  threshold=threshold, duration=audio.duration)
+
+
+class OrderedText:
+    """A request's segment deltas delivered in segment order, separated like the final transcript joins
+    them (a space, none for languages written without spaces)."""
+
+    def __init__(self, count: int, emit: Callable[[str], None], language: str | None) -> None:
+        self._buffers: list[list[str]] = [[] for _ in range(count)]
+        self._finished = [False] * count
+        self._current = 0
+        self._emit = emit
+        self._language = language
+        self._sent_any = False
+        self._segment_started = False
+
+    def delta(self, index: int, text: str) -> None:
+        if index == self._current:
+            self._send(text)
+        elif index > self._current:
+            self._buffers[index].append(text)
+
+    def finished(self, index: int, future: asyncio.Future) -> None:
+        self._finished[index] = True
+        if self._language is None and not future.cancelled() and future.exception() is None:
+            self._language = future.result().language
+        while self._current < len(self._finished) and self._finished[self._current]:
+            self._current += 1
+            self._segment_started = False
+            if self._current < len(self._buffers):
+                for text in self._buffers[self._current]:
+                    self._send(text)
+                self._buffers[self._current] = []
+
+    def _send(self, text: str) -> None:
+        if not text:
+            return
+        if self._sent_any and not self._segment_started and self._language not in UNSPACED:
+            text = " " + text.lstrip()
+        self._segment_started = True
+        self._sent_any = True
+        self._emit(text)
