@@ -22,6 +22,7 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 _GROW = 2  # slot and column storage grows by this factor when it runs out
+_SLACK_COLUMNS = 64  # beyond the longest row: the history moves left at most once every this many steps
 
 
 @dataclass
@@ -117,8 +118,11 @@ class KVSlots:
 
     def __init__(self, self_shape: LayerShape, dtype: torch.dtype, device: torch.device,
                  max_rows: int, cross_shape: LayerShape | None = None, cross_length: int = 0,
-                 columns: int = 64) -> None:
+                 columns: int = 64, row_columns: int | None = None) -> None:
         self.max_rows = max_rows
+        # The longest a row can be (prompt + budget): storage grows towards it plus some slack rather than
+        # doubling past it; beyond, the history moves left over columns no running row uses any more.
+        self.row_columns = row_columns
         self.window = Window()
         self.cross_window = Window()
         self.cache = SlotCache(self_shape.layers, self.window)
@@ -153,7 +157,10 @@ class KVSlots:
         if slots > self.slots:
             self.slots = min(self.max_rows, max(slots, self.slots * _GROW))
         if columns > self.columns:
-            self.columns = max(columns, self.columns * _GROW)
+            grown = self.columns * _GROW
+            if self.row_columns is not None:
+                grown = min(grown, self.row_columns + _SLACK_COLUMNS)
+            self.columns = max(columns, grown)
         self_shape, cross_shape = self._shapes
         for layer in self.cache.layers:
             layer.allocate(self.slots, self_shape.heads, self.columns, self_shape.head_dim, self.dtype, self.device)

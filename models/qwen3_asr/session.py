@@ -35,13 +35,14 @@ class Qwen3ASRSession(SteppedSession):
         text = model.config.text_config
         shape = LayerShape(text.num_hidden_layers, text.num_key_value_heads,
                            getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
-        super().__init__(KVSlots(shape, recognizer.dtype, recognizer.device, max_rows=max_rows))
+        self._max_columns = (math.ceil(max_segment_seconds * AUDIO_TOKENS_PER_SECOND) + _TEMPLATE_TOKENS
+                             + recognizer.max_new_tokens)
+        super().__init__(KVSlots(shape, recognizer.dtype, recognizer.device, max_rows=max_rows,
+                                 row_columns=self._max_columns))
         self.recognizer = recognizer
         self.model = model
         self.language_model = model.model.language_model
         self._cache_arg = cache_argument(self.language_model)
-        self._max_columns = (math.ceil(max_segment_seconds * AUDIO_TOKENS_PER_SECOND) + _TEMPLATE_TOKENS
-                             + recognizer.max_new_tokens)
 
     def row_bytes(self) -> int:
         return self.kv.bytes_per_row(self._max_columns)

@@ -30,7 +30,8 @@ class WhisperSession(SteppedSession):
         heads = config.decoder_attention_heads
         shape = LayerShape(config.decoder_layers, heads, config.d_model // heads)
         super().__init__(KVSlots(shape, recognizer.dtype, recognizer.device, max_rows=max_rows, cross_shape=shape,
-                                 cross_length=config.max_source_positions))
+                                 cross_length=config.max_source_positions,
+                                 row_columns=config.max_target_positions))
         self.recognizer = recognizer
         self.decoder = recognizer.model.model.decoder
         self.rules_ = WhisperRules.from_generation_config(recognizer.model.generation_config)
