@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from models.decoding.kv_slots import KVSlots, LayerShape
@@ -36,8 +37,9 @@ def step(kv: KVSlots, tags: list[float], offsets: list[int]) -> torch.Tensor:
     return mask
 
 
-def test_rows_keep_their_history_through_joins_steps_departures_and_column_moves():
-    kv = KVSlots(SHAPE, torch.float64, torch.device("cpu"), max_rows=4, columns=4)
+@pytest.mark.parametrize("row_columns", [None, 12])  # storage doubling, or capped near the longest row
+def test_rows_keep_their_history_through_joins_steps_departures_and_column_moves(row_columns):
+    kv = KVSlots(SHAPE, torch.float64, torch.device("cpu"), max_rows=4, columns=4, row_columns=row_columns)
     join(kv, [1.0], [3])  # row A: 3 prompt positions
     for n in range(3):
         step(kv, [1.0], [3 + n])
