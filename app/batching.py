@@ -83,6 +83,7 @@ class Batcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self.busy = False  # an iteration is on the worker
+        self._prefilled_last = False  # the last iteration prefilled without stepping
         self._admitting = True
         self._throughput = _Throughput()
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
@@ -191,11 +192,15 @@ class Batcher:
             admitted = self._admit()
             if not admitted and not self._running and not cancel:
                 continue
+            # An iteration that prefills delivers before stepping (a new row's first text goes out after its
+            # prefill alone), but never twice in a row: the running rows keep stepping under any arrival rate.
+            step = not admitted or self._prefilled_last
+            self._prefilled_last = not step
             self.busy = True
             started = time.perf_counter()
             try:
                 it = await loop.run_in_executor(self._executor, self._engine.iterate, cancel,
-                                                [(p.key, p.job) for p in admitted])
+                                                [(p.key, p.job) for p in admitted], step)
             except asyncio.CancelledError:  # stop() during an iteration: stop() answers every request
                 raise
             except Exception as exc:  # the engine itself failed: fail what it held, keep the worker

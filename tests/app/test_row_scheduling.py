@@ -87,7 +87,7 @@ def test_cancelling_a_request_removes_its_running_rows_at_the_next_step():
         batcher.start()
         keep = batcher.submit("keep", [SegmentJob(audio=tone(12.0))])
         gone = batcher.submit("gone", [SegmentJob(audio=tone(12.0))])
-        await wait_until(lambda: batcher.running == 2)  # joined and stepped once; the next step waits
+        await wait_until(lambda: len(recognizer.steps) == 1)  # joined, stepped once; the next step waits
         dropped = batcher.cancel("gone")
         pace.release(100)
         result = await keep[0]
@@ -199,3 +199,22 @@ def test_drain_waits_for_running_rows(engine):
 
     drained, futures = asyncio.run(scenario())
     assert drained and all(f.done() and f.exception() is None for f in futures)
+
+
+def test_a_new_rows_first_text_goes_out_after_its_prefill_before_any_step():
+    async def scenario():
+        pace = threading.Semaphore(0)
+        recognizer = SteppingRecognizer(pace=pace)
+        batcher, _, _ = make(BatchLimits(max_items=4, max_wait_seconds=0.0), recognizer)
+        batcher.start()
+        deltas: list[str] = []
+        future = batcher.submit("r", [SegmentJob(audio=tone(1.0))], listener=lambda _, d: deltas.append(d))[0]
+        await wait_until(lambda: deltas == ["b"])
+        steps_before_first_text = len(recognizer.steps)
+        pace.release(100)
+        await future
+        await batcher.stop()
+        return steps_before_first_text, deltas
+
+    steps_before_first_text, deltas = asyncio.run(scenario())
+    assert steps_before_first_text == 0 and "".join(deltas) == "base 1.0s."
