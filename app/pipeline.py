@@ -1,5 +1,6 @@
 """The model-side step of one batch: score every segment with the router in one call, pick each
-segment's route, and decode the whole batch in one recognizer call with per-item routes.
+segment's route, decode the whole batch in one recognizer call with per-item routes, and pass every
+recognized text through the hallucination guards (app/guards.py), the same for every recognizer.
 
 This runs on the single inference worker thread, never on the event loop. It knows nothing of HTTP or
 queues: it takes a list of jobs and returns a list of results of the same length.
@@ -14,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from app.guards import GuardConfig, GuardEvent, check
 from models.recognition import QualityScorer, Recognition, RecognitionItem, Recognizer, TimedText
 
 RouteRequest = Literal["auto", "base", "robust"]
@@ -44,6 +46,8 @@ class SegmentResult:
     reason: str  # why this route: router | request | config | language
     num_tokens: int
     spans: tuple[TimedText, ...] = ()
+    flags: tuple[str, ...] = ()  # guards that kept the text but say why to doubt it (README: no invented text)
+    guards: tuple[GuardEvent, ...] = ()  # what the guards did, for the metrics
 
 
 @dataclass
@@ -65,13 +69,14 @@ class Pipeline:
     """Router + recognizer, as loaded for one profile."""
 
     def __init__(self, recognizer: Recognizer, scorer: QualityScorer | None, *, routing: Routing = "router",
-                 description: str = "") -> None:
+                 description: str = "", guards: GuardConfig | None = None) -> None:
         if routing == "router" and scorer is None:
             raise ValueError("routing='router' needs a router (quality scorer)")
         self.recognizer = recognizer
         self.scorer = scorer
         self.routing = routing
         self.description = description
+        self.guards = guards if guards is not None else GuardConfig()
 
     def score(self, waveforms: Sequence[np.ndarray]) -> list[float | None]:
         if self.scorer is None:
@@ -117,8 +122,28 @@ class Pipeline:
         timing.recognizer_seconds = time.perf_counter() - started
         _check_length("recognizer", recognitions, items)
         timing.routes = ["robust" if robust else "base" for robust, _ in decisions]
-        return [_result(rec, robust, reason, score)
-                for rec, (robust, reason), score in zip(recognitions, decisions, scores)]
+        return [self._result(job, rec, robust, reason, score)
+                for job, rec, (robust, reason), score in zip(jobs, recognitions, decisions, scores)]
+
+    def expected_language(self, job: SegmentJob, robust: bool) -> str | None:
+        """The language a segment's text must be in: the request's, else the path's only language (an
+        English-only model), else None (any)."""
+        if job.language:
+            return job.language
+        languages = self.recognizer.languages(robust)
+        return next(iter(languages)) if languages is not None and len(languages) == 1 else None
+
+    def _result(self, job: SegmentJob, rec: Recognition, robust: bool, reason: str,
+                score: float | None) -> SegmentResult:
+        guarded = check(rec.text, avg_logprob=rec.avg_logprob, no_speech_prob=rec.no_speech_prob,
+                        language=self.expected_language(job, robust), config=self.guards)
+        # Changed text loses the model's finer timestamps (they timed the words that were cut); blanked text
+        # was heard in no language, so only a language the caller forced is reported.
+        spans = rec.segments if guarded.text == rec.text.strip() else ()
+        language = job.language if guarded.blanked else rec.language
+        return SegmentResult(text=guarded.text, language=language, route="robust" if robust else "base",
+                             router_score=score, reason=reason, num_tokens=rec.num_tokens, spans=spans,
+                             flags=guarded.flags, guards=guarded.events)
 
     def _decide(self, job: SegmentJob, score: float | None) -> tuple[bool, str]:
         if job.route != "auto":
@@ -139,8 +164,3 @@ class Pipeline:
 def _check_length(what: str, out: Sequence, inp: Sequence) -> None:
     if len(out) != len(inp):
         raise RuntimeError(f"{what} returned {len(out)} results for {len(inp)} inputs")
-
-
-def _result(rec: Recognition, robust: bool, reason: str, score: float | None) -> SegmentResult:
-    return SegmentResult(text=rec.text, language=rec.language, route="robust" if robust else "base",
-                         router_score=score, reason=reason, num_tokens=rec.num_tokens, spans=rec.segments)

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from models.languages import QWEN3_ASR_LANGUAGES, to_name
-from models.qwen3_asr.output import collapse_repetitions, parse_asr_output
+from models.qwen3_asr.confidence import ChosenLogprobs
+from models.qwen3_asr.output import parse_asr_output
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem
 
 MIN_SECONDS = 0.5  # shorter clips are zero-padded: the model answers nothing for them otherwise (upstream)
@@ -115,11 +116,14 @@ class Qwen3ASRRecognizer:
         batch = self._collate([self._encode(item) for item in items])
         budgets = [self.token_budget(item.duration) for item in items]
         gate = self.adapter.rows(robust) if self.adapter is not None else contextlib.nullcontext()
+        confidence = ChosenLogprobs()
         with torch.inference_mode(), gate:
             sequences = self.model.generate(**batch, max_new_tokens=max(budgets), do_sample=False, num_beams=1,
-                                            eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
+                                            eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
+                                            logits_processor=_processors(confidence))
         new_tokens = sequences[:, batch["input_ids"].shape[1]:].tolist()  # [B, new]
-        return [self._result(row, budget, item) for row, budget, item in zip(new_tokens, budgets, items)]
+        return [self._result(tokens, budget, item, confidence, row)
+                for row, (tokens, budget, item) in enumerate(zip(new_tokens, budgets, items))]
 
     def _check_routes_and_languages(self, items: Sequence[RecognitionItem], robust: list[bool]) -> None:
         if any(robust) and self.adapter is None and not self.merged_robust:
@@ -156,11 +160,21 @@ class Qwen3ASRRecognizer:
                 "input_features": features.to(self.device, self.dtype),
                 "input_features_mask": features_mask.to(self.device)}
 
-    def _result(self, tokens: list[int], budget: int, item: RecognitionItem) -> Recognition:
+    def _result(self, tokens: list[int], budget: int, item: RecognitionItem, confidence: ChosenLogprobs,
+                row: int) -> Recognition:
         """A row's answer: its tokens up to its own end token, within its own budget (later positions are
-        the batch's padding or another row's longer budget)."""
+        the batch's padding or another row's longer budget). Runaway repetitions are left in: the service's
+        guards cut them, the same for every recognizer."""
         tokens = tokens[:budget]
         end = next((i for i, token in enumerate(tokens) if token in self.eos_ids), len(tokens))
         raw = self.processor.tokenizer.decode(tokens[:end], skip_special_tokens=True)
         language, text = parse_asr_output(raw, forced_language=item.language)
-        return Recognition(text=collapse_repetitions(text), language=language, num_tokens=end)
+        scored = end + 1 if end < len(tokens) else end  # the end token counts, as in openai/whisper
+        return Recognition(text=text, language=language, num_tokens=end,
+                           avg_logprob=confidence.average(row, scored))
+
+
+def _processors(*processors: object) -> Any:
+    from transformers import LogitsProcessorList
+
+    return LogitsProcessorList(processors)

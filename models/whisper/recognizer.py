@@ -6,11 +6,12 @@ the no-speech probability), then greedy generation with timestamps. transformers
 language per row, so a batch with mixed languages decodes in a single call; rows are only split by their
 prompt text (`context`), because generate takes a single prompt per call.
 
-Hallucination guard (openai/whisper's rule): an item's text is "" when P(<|nospeech|>) at the first step is
-above `no_speech_threshold` AND the average log-probability of its decoded tokens is below
-`logprob_threshold`. The log-probability is recomputed by one teacher-forced decoder pass, only for rows
-over the no-speech threshold, from unfiltered logits (openai scores after its suppression filters, so ours
-is marginally lower: the guard is very slightly more eager). `no_speech_threshold=None` disables it.
+Every result reports P(<|nospeech|>) at the first step (`no_speech_prob`) and the average log-probability
+of its decoded tokens (`avg_logprob`), recomputed by one teacher-forced decoder pass per row from unfiltered
+logits and without the prompt (openai scores after its suppression filters, so ours is marginally lower).
+The service's guards (app/guards.py) decide with them. Optional built-in guard (openai/whisper's rule, off
+with `no_speech_threshold=None`, as the service builds it): the text is "" when `no_speech_prob` is above
+`no_speech_threshold` AND `avg_logprob` is below `logprob_threshold`.
 """
 
 from __future__ import annotations
@@ -144,9 +145,12 @@ class WhisperRecognizer:
     def _to_recognition(self, item: RecognitionItem, language: str, segments: list[dict], no_speech: float,
                         encoded: torch.Tensor) -> Recognition:
         tokens = [int(t) for segment in segments for t in segment["tokens"]]
-        if self._is_hallucination(tokens, language, no_speech, encoded):
+        # Reported for the service's guards (app/guards.py): one teacher-forced pass per row (interim, until
+        # the decode loop keeps the scores it sampled from).
+        confidence = {"avg_logprob": self.average_logprob(tokens, language, encoded), "no_speech_prob": no_speech}
+        if self._is_hallucination(confidence["avg_logprob"], no_speech):
             # No speech: nothing was said in any language, so only a caller-forced language is reported.
-            return Recognition(text="", language=item.language, num_tokens=len(tokens))
+            return Recognition(text="", language=item.language, num_tokens=len(tokens), **confidence)
         timed = []
         for segment in segments:
             text = self._decode(segment["tokens"]).strip()
@@ -154,16 +158,16 @@ class WhisperRecognizer:
             if text:
                 timed.append(TimedText(start=min(float(segment["start"]), end), end=end, text=text))
         return Recognition(text=self._decode(tokens).strip(), language=language, num_tokens=len(tokens),
-                           segments=tuple(timed))
+                           segments=tuple(timed), **confidence)
 
     def _decode(self, tokens: Sequence[int] | torch.Tensor) -> str:
         text_tokens = [int(t) for t in tokens if int(t) < self._timestamp_begin]
         return self.processor.tokenizer.decode(text_tokens, skip_special_tokens=True)
 
-    def _is_hallucination(self, tokens: list[int], language: str, no_speech: float, encoded: torch.Tensor) -> bool:
+    def _is_hallucination(self, avg_logprob: float, no_speech: float) -> bool:
         if self.no_speech_threshold is None or no_speech <= self.no_speech_threshold:
             return False
-        return self.average_logprob(tokens, language, encoded) < self.logprob_threshold
+        return avg_logprob < self.logprob_threshold
 
     def average_logprob(self, tokens: list[int], language: str, encoded: torch.Tensor) -> float:
         """openai/whisper's avg_logprob: sum log p(tokens + <|endoftext|>) / (len(tokens) + 1), teacher-forced."""
