@@ -106,14 +106,25 @@ def find_loop(text: str, min_repeats: int = 10, max_unit_chars: int = 50) -> Loo
     partial text while it is being decoded."""
     codes = np.frombuffer(text.lower().encode("utf-32-le"), dtype=np.uint32)
     best: Loop | None = None
+    best_span = 0
     for period in range(1, min(max_unit_chars, len(codes) // min_repeats) + 1):
         same = np.concatenate([[False], codes[period:] == codes[:-period], [False]])
         edges = np.flatnonzero(same[1:] != same[:-1])  # [start0, end0, start1, end1, ...] of runs of matches
         for start, end in zip(edges[::2].tolist(), edges[1::2].tolist()):
-            span = end - start + period  # the run plus the unit it repeats
-            if span >= min_repeats * period and (best is None or span > best.end - best.start):
-                best = Loop(start=start, end=start + span, unit=text[start:start + period])
+            span = end - start + period  # the run plus the unit it repeats; ties keep the shorter unit
+            if span >= min_repeats * period and span > best_span:
+                first = _word_start(text, start, period)
+                best, best_span = Loop(start=first, end=start + span, unit=text[first:first + period]), span
     return best
+
+
+def _word_start(text: str, start: int, period: int) -> int:
+    """The first position in the loop's first unit where a word starts (so the unit kept is "Thank you. ",
+    not " Thank you."); `start` when none does (scripts written without spaces)."""
+    for position in range(start, start + period):
+        if position == 0 or text[position - 1].isspace():
+            return position
+    return start
 
 
 def check(text: str, *, avg_logprob: float | None, no_speech_prob: float | None, language: str | None,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,3 +62,58 @@ class FakeRecognizer:
 def tone(seconds: float, level: float = 0.2, freq: float = 440.0, rate: int = 16_000) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@dataclass
+class ScriptedRecognizer:
+    """Answers each clip with the Recognition scripted for its level: answers[round(10 * peak amplitude)]."""
+
+    answers: dict[int, Recognition]
+    languages_base: frozenset[str] | None = None
+    languages_robust: frozenset[str] | None = None
+    batches: list[list[RecognitionItem]] = field(default_factory=list)
+
+    def languages(self, robust: bool) -> frozenset[str] | None:
+        return self.languages_robust if robust else self.languages_base
+
+    def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:
+        self.batches.append(list(items))
+        return [self.answers[round(10 * tone_level(item.audio))] for item in items]
+
+
+class ScriptedAdapter:
+    """Row-gated stand-in for the Mega-ASR adapter: while its context is open, the rows marked robust
+    'say' a scripted token sequence (forced through the LM head); other rows are untouched."""
+
+    def __init__(self, model, script: list[int]) -> None:
+        self.script = script
+        self.calls: list[list[bool]] = []
+        self._gates = None  # torch.Tensor [B] bool while a batch runs
+        self._step = 0
+        model.lm_head.register_forward_hook(self._force_script)
+
+    @contextlib.contextmanager
+    def rows(self, robust: Sequence[bool]) -> Iterator[None]:
+        import torch
+
+        self.calls.append(list(robust))
+        self._gates, self._step = torch.tensor(list(robust), dtype=torch.bool), 0
+        try:
+            yield
+        finally:
+            self._gates = None
+
+    def _force_script(self, module, args, logits):  # logits [B, T, V]
+        if self._gates is None:
+            return None
+        token = self.script[min(self._step, len(self.script) - 1)]
+        self._step += 1
+        forced = logits.clone()
+        forced[self._gates, -1, :] = -1e4
+        forced[self._gates, -1, token] = 1e4
+        return forced
+
+
+def answer_script(tokenizer) -> list[int]:
+    """What the scripted robust rows say: 19 tokens, then the end token."""
+    return tokenizer.encode("language English<asr_text>hi") + [tokenizer.convert_tokens_to_ids("<|im_end|>")]

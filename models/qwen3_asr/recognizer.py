@@ -20,8 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from models.confidence import ChosenLogprobs, processors
 from models.languages import QWEN3_ASR_LANGUAGES, to_name
-from models.qwen3_asr.confidence import ChosenLogprobs
 from models.qwen3_asr.output import parse_asr_output
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem
 
@@ -120,7 +120,7 @@ class Qwen3ASRRecognizer:
         with torch.inference_mode(), gate:
             sequences = self.model.generate(**batch, max_new_tokens=max(budgets), do_sample=False, num_beams=1,
                                             eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
-                                            logits_processor=_processors(confidence))
+                                            logits_processor=processors(confidence))
         new_tokens = sequences[:, batch["input_ids"].shape[1]:].tolist()  # [B, new]
         return [self._result(tokens, budget, item, confidence, row)
                 for row, (tokens, budget, item) in enumerate(zip(new_tokens, budgets, items))]
@@ -172,9 +172,3 @@ class Qwen3ASRRecognizer:
         scored = end + 1 if end < len(tokens) else end  # the end token counts, as in openai/whisper
         return Recognition(text=text, language=language, num_tokens=end,
                            avg_logprob=confidence.average(row, scored))
-
-
-def _processors(*processors: object) -> Any:
-    from transformers import LogitsProcessorList
-
-    return LogitsProcessorList(processors)

@@ -7,9 +7,9 @@ language per row, so a batch with mixed languages decodes in a single call; rows
 prompt text (`context`), because generate takes a single prompt per call.
 
 Every result reports P(<|nospeech|>) at the first step (`no_speech_prob`) and the average log-probability
-of its decoded tokens (`avg_logprob`), recomputed by one teacher-forced decoder pass per row from unfiltered
-logits and without the prompt (openai scores after its suppression filters, so ours is marginally lower).
-The service's guards (app/guards.py) decide with them. Optional built-in guard (openai/whisper's rule, off
+of its decoded tokens and end token (`avg_logprob`), as openai/whisper defines it: under the scores greedy
+decoding picked from, after the timestamp rules and token suppression (models/confidence.py). The service's
+guards (app/guards.py) decide with them. Optional built-in guard (openai/whisper's rule, off
 with `no_speech_threshold=None`, as the service builds it): the text is "" when `no_speech_prob` is above
 `no_speech_threshold` AND `avg_logprob` is below `logprob_threshold`.
 """
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.confidence import ChosenLogprobs, processors
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, TimedText
 
 MAX_ITEM_SECONDS = 30.0  # Whisper's window; the service cuts longer audio before it gets here
@@ -87,10 +88,12 @@ class WhisperRecognizer:
             languages, no_speech = self._first_step(items, encoded)
             results: list[Recognition | None] = [None] * len(items)
             for context, rows in self._rows_by_context(items).items():
-                outputs = self._generate(encoded[rows], [languages[i] for i in rows], context)
-                for row, segments in zip(rows, outputs["segments"]):
-                    results[row] = self._to_recognition(items[row], languages[row], segments,
-                                                        no_speech[row], encoded[row])
+                confidence = ChosenLogprobs()
+                outputs = self._generate(encoded[rows], [languages[i] for i in rows], context, confidence)
+                for group_row, (row, segments) in enumerate(zip(rows, outputs["segments"])):
+                    scores = {"avg_logprob": confidence.average_to_end(group_row, self._eot),
+                              "no_speech_prob": no_speech[row]}
+                    results[row] = self._to_recognition(items[row], languages[row], segments, scores)
         return _complete(results)
 
     def validate(self, items: Sequence[RecognitionItem]) -> None:
@@ -128,7 +131,8 @@ class WhisperRecognizer:
             groups[item.context.strip()].append(index)
         return groups
 
-    def _generate(self, encoded: torch.Tensor, languages: list[str], context: str) -> dict:
+    def _generate(self, encoded: torch.Tensor, languages: list[str], context: str,
+                  confidence: ChosenLogprobs) -> dict:
         from transformers.modeling_outputs import BaseModelOutput
 
         options: dict[str, Any] = {}
@@ -139,18 +143,17 @@ class WhisperRecognizer:
         return self.model.generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=encoded), return_timestamps=True,
             return_segments=True, force_unique_generate_call=True,  # one pass per item: items are <= 30 s
-            do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens, **options,
+            do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens,
+            logits_processor=processors(confidence), **options,
         )
 
-    def _to_recognition(self, item: RecognitionItem, language: str, segments: list[dict], no_speech: float,
-                        encoded: torch.Tensor) -> Recognition:
+    def _to_recognition(self, item: RecognitionItem, language: str, segments: list[dict],
+                        scores: dict[str, float | None]) -> Recognition:
+        """`scores`: avg_logprob and no_speech_prob, reported for the service's guards (app/guards.py)."""
         tokens = [int(t) for segment in segments for t in segment["tokens"]]
-        # Reported for the service's guards (app/guards.py): one teacher-forced pass per row (interim, until
-        # the decode loop keeps the scores it sampled from).
-        confidence = {"avg_logprob": self.average_logprob(tokens, language, encoded), "no_speech_prob": no_speech}
-        if self._is_hallucination(confidence["avg_logprob"], no_speech):
+        if self._is_hallucination(scores["avg_logprob"], scores["no_speech_prob"]):
             # No speech: nothing was said in any language, so only a caller-forced language is reported.
-            return Recognition(text="", language=item.language, num_tokens=len(tokens), **confidence)
+            return Recognition(text="", language=item.language, num_tokens=len(tokens), **scores)
         timed = []
         for segment in segments:
             text = self._decode(segment["tokens"]).strip()
@@ -158,26 +161,16 @@ class WhisperRecognizer:
             if text:
                 timed.append(TimedText(start=min(float(segment["start"]), end), end=end, text=text))
         return Recognition(text=self._decode(tokens).strip(), language=language, num_tokens=len(tokens),
-                           segments=tuple(timed), **confidence)
+                           segments=tuple(timed), **scores)
 
     def _decode(self, tokens: Sequence[int] | torch.Tensor) -> str:
         text_tokens = [int(t) for t in tokens if int(t) < self._timestamp_begin]
         return self.processor.tokenizer.decode(text_tokens, skip_special_tokens=True)
 
-    def _is_hallucination(self, avg_logprob: float, no_speech: float) -> bool:
-        if self.no_speech_threshold is None or no_speech <= self.no_speech_threshold:
+    def _is_hallucination(self, avg_logprob: float | None, no_speech: float | None) -> bool:
+        if self.no_speech_threshold is None or no_speech is None or no_speech <= self.no_speech_threshold:
             return False
-        return avg_logprob < self.logprob_threshold
-
-    def average_logprob(self, tokens: list[int], language: str, encoded: torch.Tensor) -> float:
-        """openai/whisper's avg_logprob: sum log p(tokens + <|endoftext|>) / (len(tokens) + 1), teacher-forced."""
-        prompt = [self._sot] + ([self._lang_to_id[language], self._transcribe] if self.multilingual else [])
-        sequence = torch.tensor([prompt + tokens + [self._eot]], device=self.device)  # [1, P + T + 1]
-        logits = self.model(encoder_outputs=(encoded[None],), decoder_input_ids=sequence[:, :-1],
-                            use_cache=False).logits[0, len(prompt) - 1:]  # [T + 1, V]
-        logprobs = logits.float().log_softmax(dim=-1)
-        targets = sequence[0, len(prompt):]  # [T + 1]
-        return float(logprobs.gather(1, targets[:, None]).sum()) / (len(tokens) + 1)
+        return avg_logprob is not None and avg_logprob < self.logprob_threshold
 
 
 class RoutedWhisperRecognizer:

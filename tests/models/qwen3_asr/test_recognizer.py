@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from models.languages import QWEN3_ASR_LANGUAGES
 from models.qwen3_asr.recognizer import Qwen3ASRRecognizer, RowGatedAdapter, pad_short_clip
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, Recognizer
 from models.tiny.qwen3_asr import build_tiny_qwen3_asr, save_tiny_original
+from tests.fakes import ScriptedAdapter, answer_script
 
 
 def clip(seconds: float, seed: int) -> np.ndarray:
@@ -23,47 +23,11 @@ def clip(seconds: float, seed: int) -> np.ndarray:
         np.float32)
 
 
-class ScriptedAdapter:
-    """Row-gated stand-in for the Mega-ASR adapter: while its context is open, the rows marked robust
-    'say' a scripted token sequence (forced through the LM head); other rows are untouched."""
-
-    def __init__(self, model, script: list[int]) -> None:
-        self.script = script
-        self.calls: list[list[bool]] = []
-        self._gates: torch.Tensor | None = None
-        self._step = 0
-        model.lm_head.register_forward_hook(self._force_script)
-
-    @contextlib.contextmanager
-    def rows(self, robust: Sequence[bool]) -> Iterator[None]:
-        self.calls.append(list(robust))
-        self._gates, self._step = torch.tensor(list(robust), dtype=torch.bool), 0
-        try:
-            yield
-        finally:
-            self._gates = None
-
-    def _force_script(self, module, args, logits: torch.Tensor):  # logits [B, T, V]
-        if self._gates is None:
-            return None
-        token = self.script[min(self._step, len(self.script) - 1)]
-        self._step += 1
-        forced = logits.clone()
-        forced[self._gates, -1, :] = -1e4
-        forced[self._gates, -1, token] = 1e4
-        return forced
-
-
 def assert_same_answers(left: Sequence[Recognition], right: Sequence[Recognition]) -> None:
     """Same decoded answers; avg_logprob equal up to float rounding (batch shapes change the sum order)."""
     assert [(r.text, r.language, r.num_tokens, r.segments) for r in left] == \
         [(r.text, r.language, r.num_tokens, r.segments) for r in right]
     assert [r.avg_logprob for r in left] == pytest.approx([r.avg_logprob for r in right], abs=1e-5)
-
-
-def answer_script(tokenizer) -> list[int]:
-    """What the scripted robust rows say: 19 tokens, then the end token."""
-    return tokenizer.encode("language English<asr_text>hi") + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
 
 
 @pytest.fixture(scope="module")
