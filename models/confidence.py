@@ -22,8 +22,8 @@ class ChosenLogprobs:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         best = scores.float().log_softmax(dim=-1).max(dim=-1)
-        self.steps.append(best.values.cpu())
-        self.tokens.append(best.indices.cpu())
+        self.steps.append(best.values)  # kept on the device: a copy per step would stall the decode loop
+        self.tokens.append(best.indices)
         return scores
 
     def average(self, row: int, count: int) -> float | None:
@@ -32,11 +32,11 @@ class ChosenLogprobs:
         if count <= 0 or not self.steps:
             return None
         picked = torch.stack(self.steps[:count], dim=1)[row]  # [count]
-        return float(picked.sum()) / count
+        return float(picked.sum().cpu()) / count
 
     def average_to_end(self, row: int, end_token: int) -> float | None:
         """avg_logprob of a row's tokens up to and including its first `end_token` (all steps if none)."""
-        chosen = torch.stack(self.tokens, dim=1)[row].tolist() if self.tokens else []
+        chosen = torch.stack(self.tokens, dim=1)[row].cpu().tolist() if self.tokens else []
         ends = [step for step, token in enumerate(chosen) if token == end_token]
         return self.average(row, ends[0] + 1 if ends else len(chosen))
 
