@@ -117,3 +117,14 @@ class ScriptedAdapter:
 def answer_script(tokenizer) -> list[int]:
     """What the scripted robust rows say: 19 tokens, then the end token."""
     return tokenizer.encode("language English<asr_text>hi") + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+
+
+def assert_same_answers(left: Sequence[Recognition], right: Sequence[Recognition]) -> None:
+    """Same decoded answers; the decoder's confidence equal up to float rounding (another batch shape or a
+    merged weight sums in another order)."""
+    import pytest
+
+    assert [(r.text, r.language, r.num_tokens, r.segments) for r in left] == \
+        [(r.text, r.language, r.num_tokens, r.segments) for r in right]
+    assert [r.avg_logprob for r in left] == pytest.approx([r.avg_logprob for r in right], abs=1e-4)
+    assert [r.no_speech_prob for r in left] == pytest.approx([r.no_speech_prob for r in right], abs=1e-4)
