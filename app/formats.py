@@ -24,6 +24,7 @@ def as_json(t: Transcript) -> dict:
         "route": t.route,
         "router_score": None if t.router_score is None else round(t.router_score, 4),
         "no_speech": t.no_speech,
+        "flags": list(t.flags),
         "usage": {"type": "duration", "seconds": max(1, round(t.duration))},
     }
 
@@ -34,7 +35,8 @@ def as_verbose_json(t: Transcript) -> dict:
     body["segments"] = [
         {"id": s.id, "seek": 0, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
          "tokens": [], "temperature": 0.0, "route": s.route,
-         "router_score": None if s.router_score is None else round(s.router_score, 4)}
+         "router_score": None if s.router_score is None else round(s.router_score, 4),
+         "no_speech": s.no_speech, "flags": list(s.flags)}
         for s in t.segments
     ]
     return body
@@ -50,12 +52,12 @@ def _clock(seconds: float, separator: str) -> str:
 
 def as_srt(t: Transcript) -> str:
     blocks = [f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{_cue_text(s.text)}\n"
-              for i, s in enumerate(t.segments, start=1)]
+              for i, s in enumerate(t.spoken, start=1)]
     return "\n".join(blocks)
 
 
 def as_vtt(t: Transcript) -> str:
-    cues = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{_cue_text(s.text)}\n" for s in t.segments]
+    cues = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{_cue_text(s.text)}\n" for s in t.spoken]
     return "WEBVTT\n\n" + "\n".join(cues)
 
 

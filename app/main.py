@@ -25,6 +25,7 @@ from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
 from app.pipeline import Pipeline, SegmentJob
 from app.settings import Settings
+from app.speech_gate import SpeechGateConfig
 from app.state import ServiceState
 from app.transcription import Transcriber
 
@@ -69,7 +70,8 @@ async def _load_and_warm(state: ServiceState, pipeline: Pipeline | None,
         state.batcher.start()
         state.transcriber = Transcriber(pipeline, state.batcher, state.decode_pool, state.metrics,
                                         max_audio_seconds=settings.max_audio_seconds,
-                                        max_segment_seconds=settings.max_segment_seconds)
+                                        max_segment_seconds=settings.max_segment_seconds,
+                                        speech_gate=SpeechGateConfig.from_settings(settings))
         if settings.warmup:
             await _warm_up(state)
         state.set_ready(True)

@@ -80,6 +80,16 @@ class Metrics:
         self.route_decisions = Counter(
             "asr_route_decisions_total", "Segments per route and why (router, request, config, language).",
             ["route", "reason"], registry=r)
+        self.speech_gate_segments = Counter(
+            "asr_speech_gate_segments_total", "Segments by the speech gate's outcome: speech (sent to the "
+            "models), silence or no_speech (answered empty without any model time).", ["outcome"], registry=r)
+        self.speech_gate_audio_seconds = Counter(
+            "asr_speech_gate_audio_seconds_total", "Seconds of audio by the speech gate's outcome (silence and "
+            "no_speech are model time saved).", ["outcome"], registry=r)
+        self.guarded_segments = Counter(
+            "asr_guarded_segments_total", "Recognized segments the hallucination guards acted on, by route, "
+            "reason (no_speech, no_words, script, repetition, compression_ratio, low_logprob) and action "
+            "(blank, truncate, flag).", ["route", "reason", "action"], registry=r)
         self.model_load = Gauge(
             "asr_model_load_seconds", "Time to load each model component at startup.", ["component"],
             registry=r)

@@ -1,5 +1,6 @@
 """The model side of a segment: score segments with the router (one call for all that arrive together),
-pick each one's route, and turn the recognizer's answer into the service's result.
+pick each one's route, and turn the recognizer's answer into the service's result, every recognized text
+passing the hallucination guards (app/guards.py), the same for every recognizer.
 
 The batcher's engine (app.engine) routes the segments that join the running rows and finishes each row when
 it ends; run_batch does route -> recognize -> finish for a whole batch at once (warm-up, evaluation).
@@ -16,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from app.guards import GuardConfig, GuardEvent, check
 from models.recognition import QualityScorer, Recognition, RecognitionItem, Recognizer, TimedText
 
 RouteRequest = Literal["auto", "base", "robust"]
@@ -46,6 +48,8 @@ class SegmentResult:
     reason: str  # why this route: router | request | config | language
     num_tokens: int
     spans: tuple[TimedText, ...] = ()
+    flags: tuple[str, ...] = ()  # guards that kept the text but say why to doubt it (README: no invented text)
+    guards: tuple[GuardEvent, ...] = ()  # what the guards did, for the metrics
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,14 @@ class Pipeline:
     """Router + recognizer, as loaded for one profile."""
 
     def __init__(self, recognizer: Recognizer, scorer: QualityScorer | None, *, routing: Routing = "router",
-                 description: str = "") -> None:
+                 description: str = "", guards: GuardConfig | None = None) -> None:
         if routing == "router" and scorer is None:
             raise ValueError("routing='router' needs a router (quality scorer)")
         self.recognizer = recognizer
         self.scorer = scorer
         self.routing = routing
         self.description = description
+        self.guards = guards if guards is not None else GuardConfig()
 
     def score(self, waveforms: Sequence[np.ndarray]) -> list[float | None]:
         if self.scorer is None:
@@ -129,8 +134,18 @@ class Pipeline:
             routed.append(RoutedJob(item=item, reason=reason, score=score))
         return routed
 
-    def finish(self, routed: RoutedJob, recognition: Recognition) -> SegmentResult:
-        return _result(recognition, routed.item.robust, routed.reason, routed.score)
+    def finish(self, routed: RoutedJob, rec: Recognition) -> SegmentResult:
+        """The service's result for a recognized segment, after the hallucination guards."""
+        item = routed.item
+        guarded = check(rec.text, avg_logprob=rec.avg_logprob, no_speech_prob=rec.no_speech_prob,
+                        language=self.expected_language(item.language, item.robust), config=self.guards)
+        # Changed text loses the model's finer timestamps (they timed the words that were cut); blanked text
+        # was heard in no language, so only a language the caller forced is reported.
+        spans = rec.segments if guarded.text == rec.text.strip() else ()
+        language = item.language if guarded.blanked else rec.language
+        return SegmentResult(text=guarded.text, language=language, route=routed.route, router_score=routed.score,
+                             reason=routed.reason, num_tokens=rec.num_tokens, spans=spans, flags=guarded.flags,
+                             guards=guarded.events)
 
     def run_batch(self, jobs: Sequence[SegmentJob], timing: BatchTiming | None = None) -> list[SegmentResult]:
         """Route and decode a whole batch at once (one recognize() call)."""
@@ -144,6 +159,14 @@ class Pipeline:
         _check_length("recognizer", recognitions, routed)
         timing.routes = [r.route for r in routed]
         return [self.finish(r, rec) for r, rec in zip(routed, recognitions)]
+
+    def expected_language(self, language: str | None, robust: bool) -> str | None:
+        """The language a segment's text must be in: the request's, else the path's only language (an
+        English-only model), else None (any)."""
+        if language:
+            return language
+        languages = self.recognizer.languages(robust)
+        return next(iter(languages)) if languages is not None and len(languages) == 1 else None
 
     def _decide(self, job: SegmentJob, score: float | None) -> tuple[bool, str]:
         if job.route != "auto":
@@ -164,8 +187,3 @@ class Pipeline:
 def _check_length(what: str, out: Sequence, inp: Sequence) -> None:
     if len(out) != len(inp):
         raise RuntimeError(f"{what} returned {len(out)} results for {len(inp)} inputs")
-
-
-def _result(rec: Recognition, robust: bool, reason: str, score: float | None) -> SegmentResult:
-    return SegmentResult(text=rec.text, language=rec.language, route="robust" if robust else "base",
-                         router_score=score, reason=reason, num_tokens=rec.num_tokens, spans=rec.segments)

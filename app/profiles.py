@@ -7,6 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from app.guards import GuardConfig
 from app.metrics import Metrics
 from app.pipeline import Pipeline
 from app.settings import Settings
@@ -31,7 +32,7 @@ def _production(settings: Settings, metrics: Metrics) -> Pipeline:
     for component, seconds in bundle.load_seconds.items():
         metrics.model_load.labels(component=component).set(seconds)
     return Pipeline(bundle.recognizer, bundle.scorer, routing=settings.routing,
-                    description=f"Mega-ASR from {settings.model_dir}")
+                    description=f"Mega-ASR from {settings.model_dir}", guards=GuardConfig.from_settings(settings))
 
 
 def _tests(settings: Settings, metrics: Metrics) -> Pipeline:
@@ -47,7 +48,8 @@ def _tests(settings: Settings, metrics: Metrics) -> Pipeline:
     for component, seconds in bundle.load_seconds.items():
         metrics.model_load.labels(component=component).set(seconds)
     return Pipeline(bundle.recognizer, bundle.scorer, routing=settings.routing,
-                    description="tiny random-weight Qwen3-ASR (tests profile)")
+                    description="tiny random-weight Qwen3-ASR (tests profile)",
+                    guards=GuardConfig.from_settings(settings))
 
 
 def _demo(settings: Settings, metrics: Metrics) -> Pipeline:
@@ -58,6 +60,7 @@ def _demo(settings: Settings, metrics: Metrics) -> Pipeline:
 
     started = time.perf_counter()
     paths = ensure_demo_models(settings.cache_dir, progress=True)
+    # The service's guards (app/guards.py) judge no speech for both paths; the model's own copy stays off.
     base = WhisperRecognizer.from_pretrained(paths.tiny_en)
     robust = WhisperRecognizer.from_pretrained(paths.base)
     metrics.model_load.labels(component="recognizer").set(time.perf_counter() - started)
@@ -66,7 +69,7 @@ def _demo(settings: Settings, metrics: Metrics) -> Pipeline:
     model, _ = load_router(router_path)
     metrics.model_load.labels(component="router").set(time.perf_counter() - started)
     return Pipeline(RoutedWhisperRecognizer(base=base, robust=robust), RouterScorer(model),
-                    routing=settings.routing,
+                    routing=settings.routing, guards=GuardConfig.from_settings(settings),
                     description="demo: Whisper tiny.en (clean) / base (degraded), demo router")
 
 

@@ -1,7 +1,7 @@
 """Cutting long audio into segments of at most 30 s, at pauses, covering the input exactly once.
 
-Candidate cuts are the centres of pauses: gaps between speech found by silero-vad (its model ships in
-the package) and runs of low energy. Within each window the longest pause wins (later on ties); with
+Candidate cuts are the centres of pauses: gaps between speech found by silero-vad (app/vad.py) and runs
+of low energy. Within each window the longest pause wins (later on ties); with
 no pause, the quietest 20 ms frame of the window's last third. Segments are contiguous and their
 lengths add up to the input, so no word is lost or transcribed twice at a cut.
 """
@@ -9,7 +9,6 @@ lengths add up to the input, so no word is lost or transcribed twice at a cut.
 from __future__ import annotations
 
 import itertools
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,20 +103,10 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
-_VAD_LOCK = threading.Lock()
-_VAD_MODEL = None
-
-
 def _vad_gaps(samples: np.ndarray, config: SegmenterConfig) -> list[tuple[int, int]]:
-    """Gaps between silero-vad speech regions (the model is loaded once, on first use)."""
-    import torch
-    from silero_vad import get_speech_timestamps, load_silero_vad
+    """Gaps between silero-vad speech regions."""
+    from app.vad import speech_timestamps
 
-    global _VAD_MODEL
-    with _VAD_LOCK:  # the model keeps state between chunks: one caller at a time
-        if _VAD_MODEL is None:
-            _VAD_MODEL = load_silero_vad()
-        speech = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(samples)), _VAD_MODEL,
-                                       sampling_rate=RATE)
+    speech = speech_timestamps(samples)
     gaps = [(left["end"], right["start"]) for left, right in itertools.pairwise(speech)]
     return [(a, b) for a, b in gaps if b - a >= config.min_pause_seconds * RATE]

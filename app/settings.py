@@ -52,6 +52,27 @@ class Settings(BaseSettings):
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="Router threshold; lower sends more audio "
                              "to the robust path. Requests may override it with the `threshold` field.")
 
+    # --- no invented text (README: "No invented text") -----------------------------------------------------
+    speech_gate: bool = Field(True, description="Run silero-vad on every segment before any model: a segment "
+                              "without speech gets empty text and `no_speech` without router or recognizer time.")
+    speech_gate_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="silero P(speech) that starts a "
+                                         "speech run (a run lasts while P >= this - 0.15).")
+    speech_gate_min_speech_seconds: float = Field(0.25, ge=0.0, le=5.0, description="A segment with less "
+                                                  "speech than this (all runs together) has no speech.")
+    guards: bool = Field(True, description="Check every recognized text (both paths) against the thresholds "
+                         "below: blank invented text, cut loops, flag low confidence.")
+    guard_no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0, description="Blank when the model's P(no "
+                                             "speech) is above this AND avg_logprob is below the next one.")
+    guard_logprob_threshold: float = Field(-1.0, le=0.0, description="avg_logprob below this: flag "
+                                           "`low_logprob` (keep the text), or blank with the no-speech rule.")
+    guard_compression_ratio_threshold: float = Field(2.4, gt=1.0, description="Blank text whose gzip "
+                                                     "compression ratio is above this (too repetitive).")
+    guard_repetition_min_repeats: int = Field(10, ge=3, description="A unit of up to 50 characters repeated "
+                                              "this many times back to back is a decoding loop: cut to one.")
+    guard_min_script_share: float = Field(0.5, ge=0.0, le=1.0, description="With a known language (the "
+                                          "request's, or an English-only model), blank text with fewer of "
+                                          "its words in that language's scripts.")
+
     # --- batching ------------------------------------------------------------------------------------
     engine: Literal["continuous", "static"] = Field(
         "continuous", description="continuous = segments join the running batch between decode steps and "

@@ -17,8 +17,10 @@ class TimedSegment:
     start: float  # seconds from the start of the file
     end: float
     text: str
-    route: str | None  # None for spans the model never saw (silence)
+    route: str | None  # None for spans the model never saw (silence, no speech)
     router_score: float | None
+    no_speech: bool = False  # a window with no text: the gate found no speech, or the guards blanked it
+    flags: tuple[str, ...] = ()  # guards that kept this text but doubt it
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,19 @@ class Transcript:
     duration: float
     route: str  # base | robust | mixed | none (nothing needed recognition)
     router_score: float | None  # the file's P(degraded): the highest segment score (see README)
-    segments: tuple[TimedSegment, ...]
+    segments: tuple[TimedSegment, ...]  # every window, in order; no-speech windows with empty text
     no_speech: bool
+    flags: tuple[str, ...] = ()  # every flag of the file's segments, once each
+
+    @property
+    def spoken(self) -> tuple[TimedSegment, ...]:
+        """The segments that have text (what subtitles show)."""
+        return tuple(segment for segment in self.segments if not segment.no_speech)
 
 
 def assemble(windows: Sequence[tuple[float, float]], results: Sequence[SegmentResult | None],
              duration: float, language: str | None) -> Transcript:
-    """Join per-window results (None = silent window, not sent to the model) into one transcript.
+    """Join per-window results (None = a window without speech, not sent to the model) into one transcript.
 
     `windows` are the cut points of the segmenter in seconds; a result's own spans (Whisper
     timestamps) are shifted by its window start, else the window is one segment.
@@ -42,20 +50,22 @@ def assemble(windows: Sequence[tuple[float, float]], results: Sequence[SegmentRe
     segments: list[TimedSegment] = []
     for (start, end), result in zip(windows, results):
         if result is None or not result.text.strip():
+            route, score = (None, None) if result is None else (result.route, result.router_score)
+            segments.append(TimedSegment(len(segments), start, end, "", route, score, no_speech=True))
             continue
         for span_start, span_end, text in _spans(result, start, end):
             segments.append(TimedSegment(len(segments), span_start, span_end, text, result.route,
-                                         result.router_score))
+                                         result.router_score, flags=result.flags))
     used = [r for r in results if r is not None]
     detected = language or _majority_language(used)
     joiner = "" if detected in UNSPACED else " "
-    text = joiner.join(seg.text for seg in segments).strip()
+    text = joiner.join(seg.text for seg in segments if not seg.no_speech).strip()
     routes = {r.route for r in used}
     route = "none" if not routes else routes.pop() if len(routes) == 1 else "mixed"
     scores = [r.router_score for r in used if r.router_score is not None]
     return Transcript(text=text, language=detected, duration=duration, route=route,
                       router_score=max(scores) if scores else None, segments=tuple(segments),
-                      no_speech=not text)
+                      no_speech=not text, flags=tuple(dict.fromkeys(f for seg in segments for f in seg.flags)))
 
 
 def _spans(result: SegmentResult, start: float, end: float) -> list[tuple[float, float, str]]:

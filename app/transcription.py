@@ -1,7 +1,8 @@
-"""One request's path through the service: decode, segment, queue, wait, reassemble.
+"""One request's path through the service: decode, segment, gate, queue, wait, reassemble.
 
 Blocking steps (decoding, resampling, VAD) take one explicit hop to the decode thread pool; model work
-happens only on the batcher's inference worker.
+happens only on the batcher's inference worker. Segments the speech gate finds no speech in are never
+queued: no router score, no recognizer time, empty text with `no_speech`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.audio import DecodedAudio, decode_audio, is_silent
+import numpy as np
+
+from app.audio import DecodedAudio, decode_audio
 from app.batching import Batcher
 from app.metrics import Metrics
 from app.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
-from app.segmenter import split_for_recognition
+from app.segmenter import Segment, split_for_recognition
+from app.speech_gate import GateOutcome, SpeechGateConfig, gate
 from app.transcript import UNSPACED, Transcript, assemble
 
 
@@ -38,13 +42,15 @@ class QualityAssessment:
 
 class Transcriber:
     def __init__(self, pipeline: Pipeline, batcher: Batcher, decode_pool: concurrent.futures.Executor,
-                 metrics: Metrics, *, max_audio_seconds: float, max_segment_seconds: float) -> None:
+                 metrics: Metrics, *, max_audio_seconds: float, max_segment_seconds: float,
+                 speech_gate: SpeechGateConfig | None = None) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
         self.batcher = batcher
         self.decode_pool = decode_pool
         self.max_audio_seconds = max_audio_seconds
         self.max_segment_seconds = max_segment_seconds
+        self.speech_gate = speech_gate if speech_gate is not None else SpeechGateConfig()
 
     async def decode(self, data: bytes, filename: str | None) -> DecodedAudio:
         work = functools.partial(decode_audio, data, filename=filename, max_seconds=self.max_audio_seconds)
@@ -54,12 +60,10 @@ class Transcriber:
                          on_text: Callable[[str], None] | None = None) -> Transcript:
         """The request's transcript. `on_text` receives the text as it is decoded, segment after segment in
         order (a later segment's text waits until the earlier ones end); the transcript is final."""
-        loop = asyncio.get_running_loop()
-        split = functools.partial(split_for_recognition, audio.samples,
-                                  max_segment_seconds=self.max_segment_seconds)
-        segments = await loop.run_in_executor(self.decode_pool, split)
-        voiced = [i for i, seg in enumerate(segments) if not is_silent(seg.samples)]
-        jobs = [SegmentJob(audio=segments[i].samples, route=options.route, threshold=options.threshold,
+        segments = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self._split_and_gate,
+                                                                    audio.samples)
+        voiced = [i for i, (_, outcome) in enumerate(segments) if outcome == "speech"]
+        jobs = [SegmentJob(audio=segments[i][0].samples, route=options.route, threshold=options.threshold,
                            language=options.language, context=options.prompt) for i in voiced]
         results: list[SegmentResult | None] = [None] * len(segments)
         if jobs:
@@ -75,14 +79,26 @@ class Transcriber:
             for index, job, result in zip(voiced, jobs, done):
                 results[index] = result
                 self._record(job, result)
-        windows = [(seg.start, seg.end) for seg in segments]
+        windows = [(segment.start, segment.end) for segment, _ in segments]
         return assemble(windows, results, audio.duration, options.language)
+
+    def _split_and_gate(self, samples: np.ndarray) -> list[tuple[Segment, GateOutcome]]:
+        """Segments of at most max_segment_seconds and the speech gate's outcome for each (blocking)."""
+        segments = split_for_recognition(samples, max_segment_seconds=self.max_segment_seconds)
+        outcomes = gate([segment.samples for segment in segments], self.speech_gate)
+        for segment, outcome in zip(segments, outcomes):
+            self.metrics.speech_gate_segments.labels(outcome=outcome).inc()
+            self.metrics.speech_gate_audio_seconds.labels(outcome=outcome).inc(segment.end - segment.start)
+        return list(zip(segments, outcomes))
 
     def _record(self, job: SegmentJob, result: SegmentResult) -> None:
         self.metrics.audio_seconds.labels(route=result.route).inc(job.seconds)
         self.metrics.route_decisions.labels(route=result.route, reason=result.reason).inc()
         if result.router_score is not None:
             self.metrics.router_score.observe(result.router_score)
+        for event in result.guards:
+            self.metrics.guarded_segments.labels(route=result.route, reason=event.reason,
+                                                 action=event.action).inc()
 
     async def assess(self, audio: DecodedAudio, threshold: float) -> QualityAssessment:
         """The router alone, run on the inference worker like all model work."""

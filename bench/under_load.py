@@ -66,9 +66,9 @@ async def time_to_first_delta(base: str, clip: Clip, fields: dict[str, str], rep
             async with client.stream("POST", base + URL_PATH, data={**fields, "stream": "true"},
                                      files={"file": (f"{clip.name}.wav", clip.wav(), "audio/wav")}) as answer:
                 async for line in answer.aiter_lines():
-                    if line.startswith("data: ") and first is None:
-                        if json.loads(line[6:]).get("type") == "transcript.text.delta":
-                            first = time.perf_counter() - started
+                    is_delta = line.startswith("data: ") and '"transcript.text.delta"' in line
+                    if first is None and is_delta and json.loads(line[6:])["type"] == "transcript.text.delta":
+                        first = time.perf_counter() - started
             totals.append(time.perf_counter() - started)
             firsts.append(first if first is not None else totals[-1])
     return {"first_delta_p50": statistics.median(firsts), "done_p50": statistics.median(totals)}

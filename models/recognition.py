@@ -49,9 +49,8 @@ class Recognition:
     segments: tuple[TimedText, ...] = field(default=())  # finer timestamps when the model gives them
     # What the decoder itself says about how sure it was; the service's hallucination guards read these.
     # Mean natural-log probability of the generated tokens including the end token (openai/whisper's
-    # avg_logprob: sum / (tokens + 1)), under the model's raw distribution (before the decoder's suppression
-    # rules: a little lower than openai's filtered value, so a guard on it errs toward blanking); None when
-    # the model did not report it.
+    # avg_logprob: sum / (tokens + 1)), under the scores greedy decoding picked from (after the decoder's
+    # suppression rules, as openai computes it); None when the model did not report it.
     avg_logprob: float | None = None
     # P(no speech) from the model's own no-speech signal (Whisper: P(<|nospeech|>) after
     # <|startoftranscript|>); None for models without one (Qwen3-ASR answers `language None` instead).

@@ -64,6 +64,23 @@ def tone(seconds: float, level: float = 0.2, freq: float = 440.0, rate: int = 16
 
 
 @dataclass
+class ScriptedRecognizer:
+    """Answers each clip with the Recognition scripted for its level: answers[round(10 * peak amplitude)]."""
+
+    answers: dict[int, Recognition]
+    languages_base: frozenset[str] | None = None
+    languages_robust: frozenset[str] | None = None
+    batches: list[list[RecognitionItem]] = field(default_factory=list)
+
+    def languages(self, robust: bool) -> frozenset[str] | None:
+        return self.languages_robust if robust else self.languages_base
+
+    def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:
+        self.batches.append(list(items))
+        return [self.answers[round(10 * tone_level(item.audio))] for item in items]
+
+
+@dataclass
 class SteppingRecognizer:
     """A recognizer with a real decode session shape: each row 'decodes' its text '<route> <seconds>s' and
     one dot per second of audio, one character per step, so longer clips take more steps. Scripted faults.

@@ -112,8 +112,11 @@ def build_runner(options: EvaluateOptions, settings: Settings,
             pipeline = load_pipeline(settings, Metrics())
         except (OSError, ValueError, RuntimeError) as exc:  # the loaders' errors name what is missing
             raise EvaluationError(f"cannot load the {settings.profile} profile: {exc}") from exc
+    from app.speech_gate import SpeechGateConfig
+
     config = InProcessConfig(batch_size=options.batch_size, max_segment_seconds=settings.max_segment_seconds,
-                             max_audio_seconds=settings.max_audio_seconds, progress=options.progress)
+                             max_audio_seconds=settings.max_audio_seconds, progress=options.progress,
+                             speech_gate=SpeechGateConfig.from_settings(settings))
     return InProcessRunner(pipeline, config), f"in-process, profile {settings.profile}: {pipeline.description}"
 
 

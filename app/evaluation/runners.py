@@ -2,9 +2,10 @@
 
 Two runners give the same `ItemTranscripts`:
 - `InProcessRunner` drives a loaded `Pipeline` directly, the way the service does: decode to 16 kHz mono,
-  cut at pauses into ≤ 30 s segments, skip silent segments, score a batch of segments with the router in
-  one call, then decode each segment on both paths in one mixed-route recognizer batch, and reassemble
-  each path's text with the service's own `assemble`.
+  cut at pauses into ≤ 30 s segments, skip segments the speech gate finds no speech in, score a batch of
+  segments with the router in one call, then decode each segment on both paths in one mixed-route
+  recognizer batch, and reassemble each path's text with the service's own `assemble` (the pipeline's
+  guards apply to both paths).
 - `HttpRunner` (app/evaluation/http_runner.py) asks a running service, twice per item.
 
 A path that cannot transcribe an item's language (the demo's English-only base model and Chinese audio)
@@ -15,16 +16,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 
-from app.audio import decode_audio, is_silent
+from app.audio import decode_audio
 from app.errors import ServiceError
 from app.evaluation.manifest import ManifestItem
 from app.pipeline import Pipeline, RouteNotAvailable, SegmentJob, SegmentResult
 from app.segmenter import split_for_recognition
+from app.speech_gate import SpeechGateConfig, gate
 from app.transcript import assemble
 
 ROUTES = ("base", "robust")
@@ -72,6 +74,7 @@ class InProcessConfig:
     max_segment_seconds: float = 30.0
     max_audio_seconds: float = 1200.0
     progress: bool = True
+    speech_gate: SpeechGateConfig = field(default_factory=SpeechGateConfig)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class _Prepared:
     duration: float
     windows: list[tuple[float, float]]  # segment bounds in seconds
     segments: list[np.ndarray]  # [samples] float32 per window
-    voiced: list[int]  # windows that are not silence (the only ones the model sees)
+    voiced: list[int]  # windows the speech gate passed (the only ones the model sees)
     routes: tuple[str, ...]  # the paths that can transcribe this item's language
 
 
@@ -103,7 +106,7 @@ class InProcessRunner:
         self.config = config
         # The same recognizer without the router: each segment is scored once, by `pipeline.score`,
         # then decoded on both paths with forced routes.
-        self._forced = Pipeline(pipeline.recognizer, None, routing="always_base")
+        self._forced = Pipeline(pipeline.recognizer, None, routing="always_base", guards=pipeline.guards)
 
     def transcribe(self, items: Sequence[ManifestItem]) -> list[ItemTranscripts]:
         out: list[ItemTranscripts] = []
@@ -136,7 +139,9 @@ class InProcessRunner:
             raise EvaluationError(f"{where(item)}: no recognition path transcribes language {item.language!r}")
         return _Prepared(item=item, duration=audio.duration, windows=[(p.start, p.end) for p in pieces],
                          segments=[p.samples for p in pieces],
-                         voiced=[i for i, p in enumerate(pieces) if not is_silent(p.samples)], routes=routes)
+                         voiced=[i for i, outcome in enumerate(gate([p.samples for p in pieces],
+                                                                    self.config.speech_gate))
+                                 if outcome == "speech"], routes=routes)
 
     def _finish(self, group: list[_Prepared]) -> list[ItemTranscripts]:
         keys = [(i, j) for i, prepared in enumerate(group) for j in prepared.voiced]

@@ -28,7 +28,7 @@ class Row:
     budget: int  # new tokens allowed, the end token included
     tokens: list[int] = field(default_factory=list)  # generated; the last one is fed at the next step
     position: int = 0  # position id of the next token fed
-    logprob_sum: float = 0.0  # log-probability of every generated token under the raw model distribution
+    logprob_sum: float = 0.0  # log-probability of every generated token under the rules it was chosen by
     emitted: str = ""  # text already delivered as deltas
     ended: bool = False  # generated an end token (as opposed to running out of budget)
     state: dict[str, Any] = field(default_factory=dict)  # the model's per-row facts (language, P(no speech), ...)
@@ -127,11 +127,10 @@ class SteppedSession(abc.ABC):
     # --- internals -----------------------------------------------------------------------------------
     def _advance(self, rows: list[Row], scores: torch.Tensor) -> list[RowUpdate]:
         """Pick each row's next token under the rules, deliver its text, retire the rows that are done."""
-        scores = scores.float()
-        normaliser = scores.logsumexp(dim=-1)  # [n], of the raw scores: the rules only mask, never rescale
-        ruled = self.rules(rows, scores)  # may write -inf into `scores`
+        ruled = self.rules(rows, scores.float())
         chosen = ruled.argmax(dim=-1)  # [n]
-        logprobs = ruled.gather(1, chosen[:, None])[:, 0] - normaliser  # log p(chosen) before the rules
+        # log p(chosen) under the ruled scores (openai/whisper's avg_logprob is computed after its filters)
+        logprobs = ruled.gather(1, chosen[:, None])[:, 0] - ruled.logsumexp(dim=-1)
         updates = []
         for row, token, logprob in zip(rows, chosen.tolist(), logprobs.tolist()):
             row.tokens.append(token)

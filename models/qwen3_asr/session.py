@@ -19,7 +19,7 @@ import torch
 from models.decoding.kv_slots import KVSlots, LayerShape, cache_argument
 from models.decoding.session import Row, SteppedSession
 from models.qwen3_asr.encoder import encode_audio
-from models.qwen3_asr.output import ASR_TEXT_TAG, collapse_repetitions, parse_asr_output
+from models.qwen3_asr.output import ASR_TEXT_TAG, parse_asr_output
 from models.recognition import Recognition, RecognitionItem
 
 if TYPE_CHECKING:
@@ -64,16 +64,17 @@ class Qwen3ASRSession(SteppedSession):
 
     def render(self, row: Row) -> str:
         raw = self.recognizer.processor.tokenizer.decode(row.text_tokens, skip_special_tokens=True)
-        if row.item.language is None:  # the answer starts with "language X<asr_text>": text follows the tag
-            raw = raw.split(ASR_TEXT_TAG, 1)[1] if ASR_TEXT_TAG in raw else ""
+        if row.item.language is None:  # "language X<asr_text>" first; after "language None" nothing is text
+            _, tag, text = raw.partition(ASR_TEXT_TAG)
+            raw = text if tag and parse_asr_output(raw)[1] else ""
         return raw.lstrip()
 
     def result(self, row: Row) -> Recognition:
+        """Runaway repetitions are left in: the service's guards cut them, the same for every recognizer."""
         tokens = row.text_tokens
         raw = self.recognizer.processor.tokenizer.decode(tokens, skip_special_tokens=True)
         language, text = parse_asr_output(raw, forced_language=row.item.language)
-        return Recognition(text=collapse_repetitions(text), language=language, num_tokens=len(tokens),
-                           avg_logprob=row.avg_logprob)
+        return Recognition(text=text, language=language, num_tokens=len(tokens), avg_logprob=row.avg_logprob)
 
     # --- forward passes ------------------------------------------------------------------------------
     def _gate(self, rows: list[Row]) -> contextlib.AbstractContextManager:

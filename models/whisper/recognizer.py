@@ -6,10 +6,10 @@ window, <|startoftranscript|> alone for the language (detected when not given) a
 greedy decoding with timestamps under Whisper's rules (models.whisper.rules), each row with its own
 language and prompt (`context`).
 
-Hallucination guard (openai/whisper's rule): an item's text is "" when P(<|nospeech|>) at the first step is
-above `no_speech_threshold` AND the average log-probability of its decoded tokens (under the raw model
-distribution: openai scores after its suppression filters, so ours is marginally lower and the guard very
-slightly more eager) is below `logprob_threshold`. `no_speech_threshold=None` disables it.
+Every result reports P(<|nospeech|>) at the first step (`no_speech_prob`) and the average log-probability of
+its decoded tokens and end token (`avg_logprob`), as openai/whisper defines it: under the scores greedy
+decoding picked from, after the timestamp rules and token suppression. The recognizer never blanks text
+itself: the service's guards (app/guards.py) decide with these, the same way for every recognizer.
 """
 
 from __future__ import annotations
@@ -47,15 +47,12 @@ class WhisperRecognizer:
     """Greedy, batched, timestamped decoding with a transformers WhisperForConditionalGeneration."""
 
     def __init__(self, model: Any, processor: Any, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, max_new_tokens: int = 224,
-                 no_speech_threshold: float | None = 0.6, logprob_threshold: float = -1.0) -> None:
+                 dtype: torch.dtype = torch.float32, max_new_tokens: int = 224) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.processor = processor
         self.max_new_tokens = max_new_tokens
-        self.no_speech_threshold = no_speech_threshold
-        self.logprob_threshold = logprob_threshold
         generation = model.generation_config
         self.multilingual = bool(getattr(generation, "is_multilingual", False))
         self._lang_to_id: dict[str, int] = {
@@ -142,10 +139,6 @@ class WhisperRecognizer:
         """A row's answer from its generated tokens (end token removed)."""
         segments = split_segments(generated, self._timestamp_begin)
         tokens = [token for _, _, piece in segments for token in piece]
-        if self._is_hallucination(no_speech, avg_logprob):
-            # No speech: nothing was said in any language, so only a caller-forced language is reported.
-            return Recognition(text="", language=item.language, num_tokens=len(tokens), avg_logprob=avg_logprob,
-                               no_speech_prob=no_speech)
         timed = []
         for start, end, piece in segments:
             text = self.decode_text(piece).strip()
@@ -158,11 +151,6 @@ class WhisperRecognizer:
     def decode_text(self, tokens: Sequence[int]) -> str:
         text_tokens = [int(t) for t in tokens if int(t) < self._timestamp_begin]
         return self.processor.tokenizer.decode(text_tokens, skip_special_tokens=True)
-
-    def _is_hallucination(self, no_speech: float, avg_logprob: float) -> bool:
-        if self.no_speech_threshold is None or no_speech <= self.no_speech_threshold:
-            return False
-        return avg_logprob < self.logprob_threshold
 
 
 class RoutedWhisperRecognizer:

@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes import tone
-from tests.server import free_port, poll, wav_bytes
+from tests.server import free_port, poll
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +39,8 @@ def test_tests_profile_serves_and_drains_on_sigterm():
     base = f"http://127.0.0.1:{port}"
     try:
         poll(lambda: httpx.get(f"{base}/readyz").status_code == 200, 240, "tests profile never became ready")
-        answer = httpx.post(f"{base}/v1/audio/transcriptions", files={"file": ("a.wav", wav_bytes(tone(2.0)))},
+        speech = (ROOT / "tests" / "fixtures" / "audio" / "human" / "goforward.wav").read_bytes()
+        answer = httpx.post(f"{base}/v1/audio/transcriptions", files={"file": ("a.wav", speech)},
                             data={"response_format": "verbose_json"}, timeout=120)
         assert answer.status_code == 200 and answer.json()["route"] in ("base", "robust")
         process.send_signal(signal.SIGTERM)

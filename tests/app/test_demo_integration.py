@@ -3,6 +3,7 @@ driven by curl, httpx and the official openai client; real transcripts of real r
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from app.audio import decode_audio
 from app.evaluation.scoring import corpus_rate, count_errors
 from app.main import create_app
 from app.settings import Settings
+from bench.no_invented_text import speech_cases
 from tests.server import running, wav_bytes
 
 pytestmark = pytest.mark.slow
@@ -95,3 +97,40 @@ def test_long_file_cut_at_pauses_loses_and_doubles_nothing(demo):
     assert wer([" ".join(refs)], [body["text"]]) <= 0.15
     starts = [s["start"] for s in body["segments"]]
     assert starts == sorted(starts) and body["segments"][-1]["end"] <= body["duration"] + 0.01
+
+
+NONSPEECH = sorted((FIXTURES / "nonspeech").glob("*.flac"))
+# Corpus WER per kind on the 9 short human recordings (pocketsphinx and ALSA clips), measured on the service
+# before the speech gate and the guards existed (main at b203d0d, `python -m bench.no_invented_text`, same seeded
+# audio), plus one word (30 reference words per kind, 8 for short): they must not get worse.
+SURVIVAL_WER_BOUNDS = {"quiet": 0.234, "noise_0db": 0.434, "noise_10db": 0.267, "reverb": 0.20, "telephone": 0.20,
+                       "short": 0.625}
+
+
+def test_non_speech_recordings_get_no_words(demo):
+    with httpx.Client(base_url=demo, timeout=300) as client:
+        for path in NONSPEECH:  # as a new user sends them: no language, automatic route
+            body = client.post("/v1/audio/transcriptions", files={"file": (path.name, path.read_bytes())}).json()
+            assert body["text"] == "" and body["no_speech"] is True and body["route"] == "none", (path.name, body)
+        forced = client.post("/v1/audio/transcriptions", data={"route": "base", "response_format": "verbose_json"},
+                             files={"file": ("m.flac", (FIXTURES / "nonspeech" / "music_robot_dity.flac").read_bytes())})
+        assert forced.json()["text"] == "" and all(s["no_speech"] for s in forced.json()["segments"])
+
+
+def test_quiet_noisy_reverberant_telephone_and_short_speech_still_transcribe(demo):
+    cases = [(kind, ref, samples) for name, kind, _, ref, samples in speech_cases()
+             if kind in SURVIVAL_WER_BOUNDS and name.startswith(("0", "goforward", "alsa_"))]
+
+    def ask(case):
+        kind, ref, samples = case
+        answer = httpx.post(f"{demo}/v1/audio/transcriptions", files={"file": ("c.wav", wav_bytes(samples))},
+                            data={"language": "en"}, timeout=300)
+        assert answer.status_code == 200, answer.text
+        return kind, ref, answer.json()["text"]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # concurrent requests share batches
+        answers = list(pool.map(ask, cases))
+    assert len(answers) == 5 * 9 + 3
+    for kind, bound in SURVIVAL_WER_BOUNDS.items():
+        refs, hyps = [r for k, r, _ in answers if k == kind], [h for k, _, h in answers if k == kind]
+        assert wer(refs, hyps) <= bound, (kind, wer(refs, hyps), list(zip(refs, hyps)))

@@ -15,6 +15,7 @@ import torch
 
 from app.batching import Batcher, BatchLimits
 from app.errors import InferenceFailed
+from app.guards import GuardConfig
 from app.metrics import Metrics
 from app.pipeline import Pipeline, SegmentJob
 from tests.app.test_batching import sample, wait_until
@@ -24,7 +25,8 @@ from tests.fakes import FakeRouter, SteppingRecognizer, tone
 def make(limits: BatchLimits, recognizer: SteppingRecognizer | None = None):
     recognizer = recognizer or SteppingRecognizer(languages_robust=frozenset({"en"}))
     metrics = Metrics()
-    return Batcher(Pipeline(recognizer, FakeRouter()), limits, metrics), recognizer, metrics
+    pipeline = Pipeline(recognizer, FakeRouter(), guards=GuardConfig(enabled=False))  # fake texts repeat dots
+    return Batcher(pipeline, limits, metrics), recognizer, metrics
 
 
 def test_a_short_clip_joins_running_rows_and_leaves_before_them():

@@ -17,8 +17,25 @@ def test_assemble_joins_in_order_with_global_times_and_mixed_route():
     windows = [(0.0, 28.0), (28.0, 41.5), (41.5, 60.0)]
     t = assemble(windows, [result("hello there"), None, result("general kenobi", "robust", 0.8)], 60.0, None)
     assert t.text == "hello there general kenobi"
-    assert [(s.start, s.end) for s in t.segments] == [(0.0, 28.0), (41.5, 60.0)]
+    assert [(s.start, s.end, s.no_speech) for s in t.segments] == [(0.0, 28.0, False), (28.0, 41.5, True),
+                                                                   (41.5, 60.0, False)]
+    assert [(s.start, s.end) for s in t.spoken] == [(0.0, 28.0), (41.5, 60.0)]
+    assert t.segments[1].text == "" and t.segments[1].route is None
     assert t.route == "mixed" and t.router_score == 0.8 and t.language == "en" and not t.no_speech
+
+
+def test_no_speech_segments_are_in_verbose_json_only_and_flags_reach_the_file():
+    flagged = SegmentResult(text="noisy words", language="en", route="robust", router_score=0.9, reason="router",
+                            num_tokens=3, flags=("low_logprob",))
+    blanked = result("", route="robust", score=0.95)  # the guards blanked what the model said
+    t = assemble([(0.0, 5.0), (5.0, 9.0), (9.0, 12.0)], [None, blanked, flagged], 12.0, "en")
+    assert t.text == "noisy words" and not t.no_speech and t.flags == ("low_logprob",)
+    verbose = formats.as_verbose_json(t)
+    assert [(s["no_speech"], s["text"], s["route"], s["flags"]) for s in verbose["segments"]] == [
+        (True, "", None, []), (True, "", "robust", []), (False, "noisy words", "robust", ["low_logprob"])]
+    assert [s["id"] for s in verbose["segments"]] == [0, 1, 2] and verbose["flags"] == ["low_logprob"]
+    assert formats.as_srt(t).startswith("1\n00:00:09,000 --> 00:00:12,000\nnoisy words")
+    assert formats.as_vtt(t).count("-->") == 1
 
 
 def test_assemble_uses_model_spans_shifted_by_window_start():
@@ -50,6 +67,7 @@ def test_json_shapes():
     t = assemble([(0.0, 2.4)], [result("hi", score=0.12345)], 2.4, "en")
     body = formats.as_json(t)
     assert body == {"text": "hi", "language": "english", "duration": 2.4, "route": "base",
-                    "router_score": 0.1235, "no_speech": False, "usage": {"type": "duration", "seconds": 2}}
+                    "router_score": 0.1235, "no_speech": False, "flags": [],
+                    "usage": {"type": "duration", "seconds": 2}}
     verbose = formats.as_verbose_json(t)
     assert verbose["segments"][0]["route"] == "base" and verbose["task"] == "transcribe"

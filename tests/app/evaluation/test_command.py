@@ -27,6 +27,7 @@ def test_evaluate_in_process_with_the_tests_profile(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("MEGA_ASR_PROFILE", "tests")
     monkeypatch.setenv("MEGA_ASR_ROUTING", "always_robust")  # evaluation forces routing=router
     monkeypatch.setenv("MEGA_ASR_THRESHOLD", "0.3")
+    monkeypatch.setenv("MEGA_ASR_SPEECH_GATE", "false")  # the clips are tones: no speech for the gate
     manifest = write_manifest(tmp_path / "clips", labelled_clips()[:2])
     out = tmp_path / "out"
     assert main(["evaluate", str(manifest), "--out", str(out)]) == 0

@@ -6,8 +6,8 @@ import pytest
 
 from app.evaluation.http_runner import HttpConfig, HttpRunner
 from app.evaluation.manifest import read_manifest
-from app.evaluation.runners import EvaluationError, InProcessConfig, InProcessRunner
-from tests.app.evaluation.conftest import Clip, fake_pipeline, labelled_clips, write_manifest
+from app.evaluation.runners import EvaluationError, InProcessRunner
+from tests.app.evaluation.conftest import Clip, fake_pipeline, labelled_clips, tone_config, write_manifest
 from tests.fakes import FakeRecognizer, tone
 
 CONFIG = HttpConfig(concurrency=2, timeout_seconds=30, progress=False)
@@ -27,7 +27,7 @@ def test_http_answers_match_the_in_process_runner(fake_service, tmp_path):
     base_url, recognizer = fake_service()
     warmup_batches = len(recognizer.batches)
     over_http = transcribe(base_url, manifest)
-    local = InProcessRunner(fake_pipeline(), InProcessConfig(progress=False)).transcribe(read_manifest(manifest))
+    local = InProcessRunner(fake_pipeline(), tone_config()).transcribe(read_manifest(manifest))
     assert [r.item for r in over_http] == [r.item for r in local]
     assert [(r.base, r.robust) for r in over_http] == [(r.base, r.robust) for r in local]
     assert [r.router_score for r in over_http] == pytest.approx([r.router_score for r in local], abs=1e-4)

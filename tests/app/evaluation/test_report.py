@@ -9,13 +9,13 @@ import pytest
 from app.evaluation.command import evaluate, score_item
 from app.evaluation.manifest import read_manifest
 from app.evaluation.report import _item_row, report_dict, summary, write_plot, write_report
-from app.evaluation.runners import InProcessConfig, InProcessRunner, ItemTranscripts, PathTranscript
-from tests.app.evaluation.conftest import fake_pipeline
+from app.evaluation.runners import InProcessRunner, ItemTranscripts, PathTranscript
+from tests.app.evaluation.conftest import fake_pipeline, tone_config
 
 
 @pytest.fixture
 def result(labelled_manifest):
-    runner = InProcessRunner(fake_pipeline(), InProcessConfig(progress=False))
+    runner = InProcessRunner(fake_pipeline(), tone_config())
     return evaluate(labelled_manifest, read_manifest(labelled_manifest), runner, source="fake",
                     configured_threshold=0.5)
 

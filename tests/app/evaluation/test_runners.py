@@ -6,11 +6,19 @@ import numpy as np
 import pytest
 
 from app.evaluation.manifest import read_manifest
-from app.evaluation.runners import EvaluationError, InProcessConfig, InProcessRunner
-from tests.app.evaluation.conftest import LOUD, QUIET, Clip, fake_pipeline, labelled_clips, write_manifest
+from app.evaluation.runners import EvaluationError, InProcessRunner
+from tests.app.evaluation.conftest import (
+    LOUD,
+    QUIET,
+    Clip,
+    fake_pipeline,
+    labelled_clips,
+    tone_config,
+    write_manifest,
+)
 from tests.fakes import FakeRecognizer, FakeRouter, tone
 
-QUIET_CONFIG = InProcessConfig(batch_size=8, progress=False)
+QUIET_CONFIG = tone_config(batch_size=8)
 
 
 def test_both_paths_once_each_and_one_router_score_per_item(labelled_manifest):
@@ -34,7 +42,7 @@ def test_batches_follow_the_batch_size(tmp_path):
     clips = [Clip(f"c{i}.wav", tone(0.5, 0.1 + 0.1 * i), "x") for i in range(5)]
     manifest = write_manifest(tmp_path, clips)
     router, recognizer = FakeRouter(), FakeRecognizer()
-    InProcessRunner(fake_pipeline(recognizer, router), InProcessConfig(batch_size=2, progress=False)) \
+    InProcessRunner(fake_pipeline(recognizer, router), tone_config(batch_size=2)) \
         .transcribe(read_manifest(manifest))
     assert router.calls == [2, 2, 1]
     assert [len(batch) for batch in recognizer.batches] == [4, 4, 2]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
-from models.qwen3_asr.output import collapse_repetitions, parse_asr_output
+from models.qwen3_asr.output import parse_asr_output
 from models.qwen3_asr.recognizer import Qwen3ASRRecognizer
 from models.recognition import RecognitionItem
 
@@ -33,5 +33,5 @@ def generate_tokens(recognizer: Qwen3ASRRecognizer, items: Sequence[RecognitionI
 
 def generate_texts(recognizer: Qwen3ASRRecognizer, items: Sequence[RecognitionItem]) -> list[str]:
     decode = recognizer.processor.tokenizer.decode
-    return [collapse_repetitions(parse_asr_output(decode(tokens, skip_special_tokens=True), item.language)[1])
+    return [parse_asr_output(decode(tokens, skip_special_tokens=True), item.language)[1]
             for tokens, item in zip(generate_tokens(recognizer, items), items)]

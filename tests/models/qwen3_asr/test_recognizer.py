@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator, Sequence
-from typing import ClassVar
-
 import numpy as np
 import pytest
 import torch
 
 from models.languages import QWEN3_ASR_LANGUAGES
 from models.qwen3_asr.recognizer import Qwen3ASRRecognizer, RowGatedAdapter, pad_short_clip
-from models.qwen3_asr.session import Qwen3ASRSession
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, Recognizer
 from models.tiny.qwen3_asr import build_tiny_qwen3_asr, save_tiny_original
 from tests.models.compare import assert_same_recognitions, same_recognition
 from tests.models.qwen3_asr.generate_reference import generate_texts
+from tests.models.qwen3_asr.scripted import ScriptedAdapter, ScriptedQwenRecognizer, answer_script
 
 
 def clip(seconds: float, seed: int) -> np.ndarray:
@@ -26,48 +21,6 @@ def clip(seconds: float, seed: int) -> np.ndarray:
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     return (0.3 * np.sin(2 * np.pi * (150 + 90 * seed) * t * (1 + t)) + rng.normal(0, 0.05, t.size)).astype(
         np.float32)
-
-
-class ScriptedAdapter:
-    """Row-gated stand-in for the Mega-ASR adapter: records the rows of every forward pass it gates."""
-
-    def __init__(self, model) -> None:
-        self.calls: list[list[bool]] = []
-        self.layouts: list[tuple[int, ...]] = []
-
-    @contextlib.contextmanager
-    def rows(self, robust: Sequence[bool]) -> Iterator[None]:
-        self.calls.append(list(robust))
-        yield
-
-    def audio_layout(self, features_mask: torch.Tensor) -> None:
-        self.layouts.append(tuple(features_mask.shape))
-
-
-class ScriptedSession(Qwen3ASRSession):
-    """Robust rows 'say' a scripted token sequence (forced after the model's rules); base rows are untouched."""
-
-    script: ClassVar[list[int]] = []
-
-    def rules(self, rows, scores):
-        scores = super().rules(rows, scores)
-        for index, row in enumerate(rows):
-            if row.item.robust:  # like every decoding rule, only masks: all other tokens -> -inf
-                token = self.script[min(len(row.tokens), len(self.script) - 1)]
-                kept = scores[index, token].item()
-                scores[index] = -math.inf
-                scores[index, token] = kept
-        return scores
-
-
-class ScriptedRecognizer(Qwen3ASRRecognizer):
-    def open_session(self, max_rows: int) -> ScriptedSession:
-        return ScriptedSession(self, max_rows)
-
-
-def answer_script(tokenizer) -> list[int]:
-    """What the scripted robust rows say: 19 tokens, then the end token."""
-    return tokenizer.encode("language English<asr_text>hi") + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +39,8 @@ def scripted():
     """A separate model (the adapter hooks it) whose robust rows answer 'language English<asr_text>hi'."""
     model, processor = build_tiny_qwen3_asr(seed=0)
     adapter = ScriptedAdapter(model)
-    ScriptedSession.script = answer_script(processor.tokenizer)
-    return ScriptedRecognizer(model, processor, device="cpu", dtype=torch.float32, adapter=adapter), adapter
+    return ScriptedQwenRecognizer(model, processor, device="cpu", dtype=torch.float32, adapter=adapter,
+                                  script=answer_script(processor.tokenizer)), adapter
 
 
 def test_is_a_recognizer(recognizer):
@@ -169,11 +122,11 @@ def test_adapter_gates_rows_in_item_order(scripted):
         running = [item for item, count in zip(items, generated) if count > step]
         assert sorted(call) == sorted(item.robust for item in running)
     assert len(adapter.calls) == max(generated)  # one prefill + one call per step
-    script_length = len(ScriptedSession.script) - 1  # tokens before the end token
+    script_length = len(recognizer.script) - 1  # tokens before the end token
     for result in (results[1], results[2]):
         assert result.text == "hi" and result.language == "en" and result.num_tokens == script_length
-        # avg_logprob is read from the model's raw scores, not from the forced ones (which give probability 1)
-        assert result.avg_logprob < -0.5
+        # the scripted choice is the only token left after the rules: probability 1
+        assert result.avg_logprob == pytest.approx(0.0)
     assert results[0].text != "hi" and results[3].text != "hi"
     assert_same_recognitions(results, [recognizer.recognize([item])[0] for item in items])
     assert recognizer.languages(robust=True) == QWEN3_ASR_LANGUAGES
@@ -182,15 +135,16 @@ def test_adapter_gates_rows_in_item_order(scripted):
 def test_each_row_keeps_its_own_budget_and_end(scripted):
     recognizer, _ = scripted
     tokenizer = recognizer.processor.tokenizer
-    ScriptedSession.script = [tokenizer.convert_tokens_to_ids("Z")]  # robust rows never end: they use their budget
+    recognizer.script = [tokenizer.convert_tokens_to_ids("Z")]  # robust rows never end: they use their budget
     try:
         items = [RecognitionItem(clip(1.0, 1), robust=True), RecognitionItem(clip(6.0, 2), robust=True),
                  RecognitionItem(clip(12.0, 3))]
         results = recognizer.recognize(items)
     finally:
-        ScriptedSession.script = answer_script(tokenizer)
+        recognizer.script = answer_script(tokenizer)
     assert [r.num_tokens for r in results[:2]] == [16, 56]
-    assert results[0].text == "Z" * 16 and results[1].text == "Z"  # 56 Z's: a runaway repetition, collapsed
+    # A runaway repetition is reported as decoded; the service's guards cut it (tests/app/test_guards.py).
+    assert results[0].text == "Z" * 16 and results[1].text == "Z" * 56
     assert results[0].language is None
 
 

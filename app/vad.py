@@ -1,0 +1,61 @@
+"""silero-vad (its model ships in the package), loaded once and shared by the segmenter and the speech gate.
+
+The model keeps recurrent state between 32 ms frames, so one caller at a time uses it (one lock). Blocking:
+the service calls these from its decode thread pool, never from the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+RATE = 16_000
+FRAME = 512  # samples per silero step at 16 kHz (32 ms)
+FRAME_SECONDS = FRAME / RATE
+
+_LOCK = threading.Lock()
+_MODEL = None
+
+
+def _model():  # called with _LOCK held
+    global _MODEL
+    if _MODEL is None:
+        from silero_vad import load_silero_vad
+
+        _MODEL = load_silero_vad()
+    return _MODEL
+
+
+def speech_timestamps(samples: np.ndarray) -> list[dict[str, int]]:
+    """silero's own speech regions ({"start", "end"} in samples) over one waveform, default settings."""
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    with _LOCK:
+        return get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(samples)), _model(), sampling_rate=RATE)
+
+
+def speech_probabilities(blocks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """P(speech) per 32 ms frame of each block ([len(block) // 512] each; a trailing part frame is not scored).
+
+    The blocks run as one batch (rows are independent: each starts from a fresh state), so a request's
+    segments cost about as much as its longest one.
+    """
+    import torch
+
+    frames = [len(block) // FRAME for block in blocks]
+    steps = max(frames, default=0)
+    if steps == 0:
+        return [np.zeros(0, np.float32) for _ in blocks]
+    batch = np.zeros((len(blocks), steps * FRAME), np.float32)  # [B, steps * 512], zero-padded
+    for row, (block, count) in enumerate(zip(blocks, frames)):
+        batch[row, :count * FRAME] = block[:count * FRAME]
+    audio = torch.from_numpy(batch)
+    with _LOCK, torch.inference_mode():
+        model = _model()
+        model.reset_states()
+        scores = [model(audio[:, step * FRAME:(step + 1) * FRAME], RATE) for step in range(steps)]  # [B, 1] each
+    probabilities = torch.cat(scores, dim=1).float().numpy()  # [B, steps]
+    return [probabilities[row, :count] for row, count in enumerate(frames)]
