@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from app.engine import Engine, Iteration
+from app.engine import Engine, Iteration, record_iteration
 from app.errors import InferenceFailed, NotReady, Overloaded
-from app.fair_queue import FairQueue
+from app.fair_queue import FairQueue, Throughput
 from app.metrics import Metrics
 from app.pipeline import Pipeline, RoutedJob, SegmentJob, SegmentResult
 from models.recognition import DecodeSession, open_session
@@ -85,7 +85,7 @@ class Batcher:
         self.busy = False  # an iteration is on the worker
         self._prefilled_last = False  # the last iteration prefilled without stepping
         self._admitting = True
-        self._throughput = _Throughput()
+        self._throughput = Throughput()
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._worker: asyncio.Task | None = None
 
@@ -249,7 +249,7 @@ class Batcher:
             if key in self._live and key not in it.failed:
                 self._live[key].routed, self._live[key].joined_at = routed, now
                 self._running.add(key)
-        self._record_iteration(it, elapsed)
+        record_iteration(self.metrics, it, elapsed)
         completed_audio = 0.0
         for update in it.updates:
             pending = self._live.get(update.key)
@@ -299,21 +299,6 @@ class Batcher:
         if not pending.future.done():
             pending.future.set_result(result)
 
-    def _record_iteration(self, it: Iteration, elapsed: float) -> None:
-        m = self.metrics
-        m.inference.observe(elapsed)
-        if it.routed:
-            m.router_time.observe(it.router_seconds)
-        for group in it.joins:
-            routes = {it.routed[key].route for key in group}
-            m.batch_size.observe(len(group))
-            m.batch_audio.observe(sum(it.routed[key].item.duration for key in group))
-            m.batches.labels(mix=routes.pop() if len(routes) == 1 else "mixed").inc()
-        if it.joins:
-            m.prefill.observe(it.prefill_seconds)
-        if it.step_seconds:
-            m.decode_step.observe(it.step_seconds)
-
     def _queue_changed(self, audio: float, segments: int) -> None:
         self.metrics.queue_audio.set(audio)
         self.metrics.queue_segments.set(segments)
@@ -326,21 +311,3 @@ class Batcher:
 def _resolve_error(pending: _Pending, error: Exception) -> None:
     if not pending.future.done():
         pending.future.set_exception(error)
-
-
-class _Throughput:
-    """Exponentially weighted audio seconds finished per second of inference time."""
-
-    def __init__(self, alpha: float = 0.2, initial: float = 1.0) -> None:
-        self.alpha = alpha
-        self._rate = initial
-        self._busy = 0.0  # inference time since the last finished segment
-
-    def add(self, audio_seconds: float, elapsed: float) -> None:
-        self._busy += elapsed
-        if audio_seconds > 0 and self._busy > 0:
-            self._rate = (1 - self.alpha) * self._rate + self.alpha * (audio_seconds / self._busy)
-            self._busy = 0.0
-
-    def rate(self) -> float:
-        return max(self._rate, 1e-3)

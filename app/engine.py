@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.metrics import Metrics
 from app.pipeline import Pipeline, RoutedJob, SegmentJob
 from models.recognition import DecodeSession, RowUpdate
 
@@ -174,3 +175,19 @@ class Engine:
         gone = set(keys)
         if gone:
             self._join_order = [key for key in self._join_order if key not in gone]
+
+
+def record_iteration(metrics: Metrics, it: Iteration, elapsed: float) -> None:
+    """The engine metrics of one iteration: time, router, prefill groups and the decode step."""
+    metrics.inference.observe(elapsed)
+    if it.routed:
+        metrics.router_time.observe(it.router_seconds)
+    for group in it.joins:
+        routes = {it.routed[key].route for key in group}
+        metrics.batch_size.observe(len(group))
+        metrics.batch_audio.observe(sum(it.routed[key].item.duration for key in group))
+        metrics.batches.labels(mix=routes.pop() if len(routes) == 1 else "mixed").inc()
+    if it.joins:
+        metrics.prefill.observe(it.prefill_seconds)
+    if it.step_seconds:
+        metrics.decode_step.observe(it.step_seconds)

@@ -83,3 +83,22 @@ class FairQueue(Generic[T]):
         if self.segments == 0:
             self.audio = 0.0  # no float residue once empty
         self.on_change(self.audio, self.segments)
+
+
+class Throughput:
+    """Exponentially weighted audio seconds finished per second of inference time (for Retry-After: how
+    long the queued audio will take)."""
+
+    def __init__(self, alpha: float = 0.2, initial: float = 1.0) -> None:
+        self.alpha = alpha
+        self._rate = initial
+        self._busy = 0.0  # inference time since the last finished segment
+
+    def add(self, audio_seconds: float, elapsed: float) -> None:
+        self._busy += elapsed
+        if audio_seconds > 0 and self._busy > 0:
+            self._rate = (1 - self.alpha) * self._rate + self.alpha * (audio_seconds / self._busy)
+            self._busy = 0.0
+
+    def rate(self) -> float:
+        return max(self._rate, 1e-3)

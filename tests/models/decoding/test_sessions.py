@@ -10,18 +10,16 @@ import torch
 from models.decoding.session import decode_all
 from models.mega_adapter import MegaAdapter
 from models.qwen3_asr.recognizer import Qwen3ASRRecognizer
-from models.recognition import SAMPLE_RATE, RecognitionItem
+from models.recognition import RecognitionItem
 from models.tiny.adapter import write_tiny_adapter
 from models.tiny.qwen3_asr import build_tiny_qwen3_asr
+from tests.models.chirps import chirp
 from tests.models.compare import assert_same_recognitions
 from tests.models.qwen3_asr.generate_reference import generate_texts
 
 
 def clip(seconds: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (0.3 * np.sin(2 * np.pi * (110 + 80 * seed) * t * (1 + t)) + rng.normal(0, 0.05, t.size)).astype(
-        np.float32)
+    return chirp(seconds, seed, base_hz=110.0, step_hz=80.0)
 
 
 @pytest.fixture(scope="module")

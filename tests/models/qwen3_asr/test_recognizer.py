@@ -10,17 +10,14 @@ from models.languages import QWEN3_ASR_LANGUAGES
 from models.qwen3_asr.recognizer import Qwen3ASRRecognizer, RowGatedAdapter, pad_short_clip
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, Recognizer
 from models.tiny.qwen3_asr import build_tiny_qwen3_asr, save_tiny_original
+from tests.models.chirps import chirp
 from tests.models.compare import assert_same_recognitions, same_recognition
 from tests.models.qwen3_asr.generate_reference import generate_texts
 from tests.models.qwen3_asr.scripted import ScriptedAdapter, ScriptedQwenRecognizer, answer_script
 
 
 def clip(seconds: float, seed: int) -> np.ndarray:
-    """A chirp in noise: different clips give the random model different inputs."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    return (0.3 * np.sin(2 * np.pi * (150 + 90 * seed) * t * (1 + t)) + rng.normal(0, 0.05, t.size)).astype(
-        np.float32)
+    return chirp(seconds, seed, base_hz=150.0, step_hz=90.0)
 
 
 @pytest.fixture(scope="module")
