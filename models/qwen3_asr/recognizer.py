@@ -52,7 +52,9 @@ class Qwen3ASRRecognizer:
     def __init__(self, model: Any, processor: Any, *, device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None, adapter: RowGatedAdapter | None = None,
                  merged_robust: bool = False, max_new_tokens: int = 256, tokens_per_second: float = 8.0,
-                 min_new_tokens_budget: int = 16) -> None:
+                 min_new_tokens_budget: int = 16, suppress_end_tokens: bool = False) -> None:
+        """`suppress_end_tokens`: for benchmarks with random weights only. The end tokens are never chosen,
+        so every row decodes exactly its token budget (its generated length follows its duration)."""
         if adapter is not None and merged_robust:
             raise ValueError("an adapter cannot be both row-gated and merged into the weights")
         if max_new_tokens < 1 or min_new_tokens_budget < 1 or tokens_per_second <= 0:
@@ -67,6 +69,7 @@ class Qwen3ASRRecognizer:
         self.max_new_tokens = max_new_tokens
         self.tokens_per_second = tokens_per_second
         self.min_new_tokens_budget = min_new_tokens_budget
+        self.suppress_end_tokens = suppress_end_tokens
         tokenizer = processor.tokenizer
         vocab = tokenizer.get_vocab()
         missing = [token for token in END_TOKENS if token not in vocab]
@@ -117,7 +120,8 @@ class Qwen3ASRRecognizer:
         gate = self.adapter.rows(robust) if self.adapter is not None else contextlib.nullcontext()
         with torch.inference_mode(), gate:
             sequences = self.model.generate(**batch, max_new_tokens=max(budgets), do_sample=False, num_beams=1,
-                                            eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
+                                            eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
+                                            suppress_tokens=self.eos_ids if self.suppress_end_tokens else None)
         new_tokens = sequences[:, batch["input_ids"].shape[1]:].tolist()  # [B, new]
         return [self._result(row, budget, item) for row, budget, item in zip(new_tokens, budgets, items)]
 
