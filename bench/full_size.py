@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from app.pipeline import Pipeline
-from bench.qwen_profile import build_bench_model
+from bench.qwen_profile import AUDIO_SIZE, TEXT_SIZE, build_bench_model
 from models.device import Placement, resolve_placement
 from models.mega_adapter import MegaAdapter
 from models.qwen3_asr.recognizer import Qwen3ASRRecognizer
@@ -38,6 +38,8 @@ FULL_AUDIO_SIZE = {"encoder_layers": 24, "encoder_attention_heads": 16, "encoder
                    "output_dim": 2048, "downsample_hidden_size": 480}
 FULL_TEXT_SIZE = {"hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16,
                   "num_key_value_heads": 8, "head_dim": 128}
+# "small": the ~45 M stand-in's dimensions, for dry runs of the full-size scripts on a CPU.
+DIMENSIONS = {"real": (FULL_AUDIO_SIZE, FULL_TEXT_SIZE), "small": (AUDIO_SIZE, TEXT_SIZE)}
 TOKENS_PER_SECOND = 3.5
 MIN_BUDGET = 8
 MAX_NEW_TOKENS = 256
@@ -51,14 +53,16 @@ class FullSizeModel:
     facts: dict  # parameters, dtype, device: recorded in results.json and printed
 
 
-def full_size_pipeline(seed: int = 0, device: str = "auto", dtype: str = "auto") -> FullSizeModel:
+def full_size_pipeline(seed: int = 0, device: str = "auto", dtype: str = "auto",
+                       dims: str = "real") -> FullSizeModel:
     from app.profiles import demo_router_path
     from models.router.checkpoint import load_router
     from models.router.scorer import RouterScorer
 
     placement = resolve_placement(device, dtype)
     started = time.perf_counter()
-    model, processor = build_bench_model(seed, FULL_AUDIO_SIZE, FULL_TEXT_SIZE, placement.device, placement.dtype)
+    audio_size, text_size = DIMENSIONS[dims]
+    model, processor = build_bench_model(seed, audio_size, text_size, placement.device, placement.dtype)
     adapter_dir = write_tiny_adapter(Path(tempfile.mkdtemp(prefix="bench-full-adapter-")), model, seed=seed,
                                      scale=0.02, ranks=ADAPTER_RANKS)
     adapter = MegaAdapter.attach(model, adapter_dir)
@@ -71,7 +75,7 @@ def full_size_pipeline(seed: int = 0, device: str = "auto", dtype: str = "auto")
                         description="bench: Qwen3-ASR-1.7B dimensions, random weights + Mega-ASR-shaped adapter",
                         device=placement.device_name, dtype=placement.dtype_name, dtype_reason=placement.reason)
     facts = model_facts(model, adapter, placement)
-    facts["build_seconds"] = time.perf_counter() - started
+    facts["build_seconds"], facts["dimensions"] = time.perf_counter() - started, dims
     return FullSizeModel(pipeline, adapter_dir, facts)
 
 
@@ -139,12 +143,13 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--dims", default="real", choices=sorted(DIMENSIONS), help="small: a dry run")
     parser.add_argument("--steps", type=int, default=6, help="decode steps timed per call")
     parser.add_argument("--out", type=Path, help="also write the figures here (JSON)")
     args = parser.parse_args(argv)
     from bench.clips import english_recordings
 
-    built = full_size_pipeline(device=args.device, dtype=args.dtype)
+    built = full_size_pipeline(device=args.device, dtype=args.dtype, dims=args.dims)
     print(json.dumps(built.facts), flush=True)
     speech = np.concatenate([clip.samples for clip in english_recordings()])
     rows = step_costs(built.pipeline.recognizer, speech, args.steps)

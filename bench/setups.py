@@ -73,7 +73,7 @@ def qwen_setup(args: argparse.Namespace) -> BenchSetup:
 def full_size_setup(args: argparse.Namespace) -> BenchSetup:
     from bench.full_size import full_size_pipeline
 
-    built = full_size_pipeline()
+    built = full_size_pipeline(dims=args.full_dims)
     levels = _levels(args.full_concurrency)
     counts = dict(zip(levels, [int(n) for n in args.full_requests.split(",")], strict=True))
     return BenchSetup("qwen-full", built.pipeline, service_settings("tests", args.max_batch),
