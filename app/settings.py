@@ -45,9 +45,9 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Recognizer dtype. auto = bfloat16 on CUDA (float16 on GPUs without bf16); on CPU "
         "bfloat16 only with native bf16 matrix instructions (AMX-BF16, AVX512_BF16, Arm BF16: ~3x faster), "
-        "else float32. bfloat16 on a CPU without them (~450x slower) and float16 on CPU are refused at "
-        "startup. The router always runs float32. The choice is logged and shown by /v1/models and "
-        "asr_model_info.")
+        "else float32. bfloat16 on a CPU without them (10-450x slower matrix products) and float16 on CPU "
+        "are refused at startup. The router always runs float32. The choice is logged and shown by "
+        "/v1/models and asr_model_info.")
 
     # --- routing -------------------------------------------------------------------------------------
     routing: Literal["router", "always_robust", "always_base"] = Field(

@@ -5,13 +5,14 @@ has native bf16 matrix instructions (x86 AMX-BF16 or AVX512_BF16, Arm BF16), els
 
 Why these instruction sets and not `torch.ops.mkldnn._is_mkldnn_bf16_supported()`: oneDNN reports bf16
 "supported" on any AVX512 CPU, where it emulates bf16 with fp32 arithmetic (no faster than fp32), and on
-a CPU with only AVX2 torch runs bf16 matmuls through a reference path (measured ~450x slower than fp32 on
-the AVX2 development machine: a 2048² GEMM takes 52 s vs 0.115 s). bf16 pays (~3x for Whisper and
-Qwen3-ASR, DESIGN.md §9) only where the hardware multiplies bf16 itself. The instruction sets come from
+a CPU with only AVX2 torch runs bf16 matmuls through a fallback (measured on the AVX2 development machine:
+a 2048² product takes 2.4 s as nn.Linear computes it, x·Wᵀ, and 52-70 s as A·B, against 0.1-0.2 s in fp32;
+whole Whisper models run 2-3x slower than in fp32). bf16 pays (~3x faster for Whisper and Qwen3-ASR,
+DESIGN.md §9) only where the hardware multiplies bf16 itself. The instruction sets come from
 torch's own CPU report (`torch.cpu.get_capabilities()`, cpuinfo underneath), not from parsing /proc.
 
 Explicit requests are honoured but validated, so a misconfigured deployment fails at startup with a clear
-message instead of silently running somewhere else or ~450x slower.
+message instead of silently running somewhere else or several times slower.
 """
 
 from __future__ import annotations
@@ -104,10 +105,10 @@ def _parse_dtype(dtype: str, device: torch.device, gpu_bf16: bool, cpu_bf16: lis
         raise ValueError(f"dtype {dtype!r} on CPU is refused: CPU fp16 kernels are slow or missing for parts "
                          "of the model; use float32, or bfloat16 on a CPU with native bf16")
     if device.type == "cpu" and chosen == torch.bfloat16 and not cpu_bf16:
-        # Refused rather than warned: a 1.7 B model at ~450x the fp32 cost times out every request.
+        # Refused rather than warned: it would only be slower (and a warning in a log is easy to miss).
         raise ValueError(f"dtype {dtype!r} on CPU is refused: this CPU has no native bf16 matrix instructions "
-                         "(AMX-BF16, AVX512_BF16 or Arm BF16), and torch's fallback is ~450x slower than "
-                         "float32 (measured on an AVX2 CPU); use float32 or auto")
+                         "(AMX-BF16, AVX512_BF16 or Arm BF16), and torch's bf16 fallback is 10-450x slower "
+                         "per matrix product than float32 (measured on an AVX2 CPU); use float32 or auto")
     if device.type == "cuda" and chosen == torch.bfloat16 and not gpu_bf16:
         raise ValueError(f"dtype {dtype!r} was requested but this GPU does not support bfloat16: use float16")
     return chosen, "requested"
