@@ -164,7 +164,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,4,16,64", help="demo and qwen levels")
     parser.add_argument("--requests", type=int, default=16, help="demo/qwen requests per level (at least 2 x level)")
     parser.add_argument("--full-concurrency", default="1,16", help="qwen-full levels")
-    parser.add_argument("--full-requests", default="4,32", help="qwen-full requests, one per level")
+    parser.add_argument("--full-requests", default="4,16", help="qwen-full requests, one per level")
     parser.add_argument("--full-clips", type=int, default=16, help="qwen-full: clips in the 1-30 s mix")
     parser.add_argument("--full-dims", default="real", choices=("real", "small"), help="qwen-full: small = dry run")
     parser.add_argument("--max-batch", type=int, default=16)
