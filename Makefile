@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint install bench validate-deploy
+.PHONY: demo test test-fast lint install bench validate-deploy gpu-wheels gpu-check
 
 $(BIN)/.installed-%: pyproject.toml scripts/install.sh
 	scripts/install.sh $(VENV) $*
@@ -26,3 +26,11 @@ test-fast: $(BIN)/.installed-test
 
 bench: $(BIN)/.installed-test
 	$(BIN)/python -m bench.run
+
+# Issue 10's prepared GPU check: fetch the wheels here (registry access), then run the check on the GPU
+# machine with `.whl` carried (it has CUDA torch + transformers and no registry). Without CUDA: a dry run.
+gpu-wheels:
+	scripts/gpu_wheels.sh
+
+gpu-check:
+	scripts/gpu_check.sh

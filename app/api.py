@@ -188,7 +188,10 @@ async def get_model(model_id: str, request: Request) -> dict:
 def _model_card(state: ServiceState) -> dict:
     return {"id": state.settings.served_model_name, "object": "model", "created": int(state.started_at),
             "owned_by": "mega-asr", "profile": state.settings.profile,
-            "description": state.pipeline.description if state.pipeline else ""}
+            "description": state.pipeline.description if state.pipeline else "",
+            # where the recognizer runs and in which dtype ("auto" resolved; null until the models are loaded)
+            "device": state.pipeline.device if state.pipeline else None,
+            "dtype": state.pipeline.dtype if state.pipeline else None}
 
 
 @router.get("/healthz", tags=["health"])

@@ -66,6 +66,8 @@ async def _load_and_warm(state: ServiceState, pipeline: Pipeline | None,
 
             pipeline = await asyncio.to_thread(loader or default_loader, settings, state.metrics)
         state.pipeline = pipeline
+        state.metrics.model_info.labels(profile=settings.profile, device=pipeline.device,
+                                        dtype=pipeline.dtype).set(1)
         state.batcher = Batcher(pipeline, _limits(settings), state.metrics)
         state.batcher.start()
         state.transcriber = Transcriber(pipeline, state.batcher, state.decode_pool, state.metrics,
@@ -75,7 +77,8 @@ async def _load_and_warm(state: ServiceState, pipeline: Pipeline | None,
         if settings.warmup:
             await _warm_up(state)
         state.set_ready(True)
-        log.info("ready: %s", pipeline.description)
+        log.info("ready: %s; device=%s dtype=%s%s", pipeline.description, pipeline.device, pipeline.dtype,
+                 f" ({pipeline.dtype_reason})" if pipeline.dtype_reason else "")
     except Exception as exc:  # a service that cannot load its models must not run
         state.load_error = f"{type(exc).__name__}: {exc}"
         log.exception("model loading failed; stopping the service")

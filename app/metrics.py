@@ -101,5 +101,8 @@ class Metrics:
         self.cancelled_segments = Counter(
             "asr_cancelled_segments_total", "Queued segments dropped because their client disconnected or "
             "their deadline passed.", registry=r)
+        self.model_info = Gauge(
+            "asr_model_info", "1 for the loaded profile, with the recognizer's device (cpu, cuda:0) and dtype "
+            "(float32, bfloat16, float16) as labels.", ["profile", "device", "dtype"], registry=r)
         self.ready = Gauge("asr_ready", "1 when models are loaded, warmed up and admitting work.",
                            registry=r)

@@ -84,7 +84,8 @@ class Pipeline:
     """Router + recognizer, as loaded for one profile."""
 
     def __init__(self, recognizer: Recognizer, scorer: QualityScorer | None, *, routing: Routing = "router",
-                 description: str = "", guards: GuardConfig | None = None) -> None:
+                 description: str = "", guards: GuardConfig | None = None, device: str = "unknown",
+                 dtype: str = "unknown", dtype_reason: str = "") -> None:
         if routing == "router" and scorer is None:
             raise ValueError("routing='router' needs a router (quality scorer)")
         self.recognizer = recognizer
@@ -92,6 +93,11 @@ class Pipeline:
         self.routing = routing
         self.description = description
         self.guards = guards if guards is not None else GuardConfig()
+        # Where the recognizer runs ("cpu", "cuda:0") and in which dtype ("float32", "bfloat16"), and why:
+        # shown by the startup log, /v1/models and the asr_model_info metric. "unknown" for fakes.
+        self.device = device
+        self.dtype = dtype
+        self.dtype_reason = dtype_reason
 
     def score(self, waveforms: Sequence[np.ndarray]) -> list[float | None]:
         if self.scorer is None:

@@ -6,21 +6,35 @@ import logging
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.guards import GuardConfig
 from app.metrics import Metrics
 from app.pipeline import Pipeline
 from app.settings import Settings
 
+if TYPE_CHECKING:
+    from models.device import Placement
+
 log = logging.getLogger("app.profiles")
 
 
 def load_pipeline(settings: Settings, metrics: Metrics) -> Pipeline:
+    """Every profile runs its recognizer on settings.device / settings.dtype (auto: models/device.py); the
+    router stays float32 everywhere (it is <1 % of inference time and bf16 moves its scores)."""
     loaders = {"production": _production, "demo": _demo, "tests": _tests}
     started = time.perf_counter()
     pipeline = loaders[settings.profile](settings, metrics)
     metrics.model_load.labels(component="total").set(time.perf_counter() - started)
     return pipeline
+
+
+def _placed(placement: Placement) -> dict[str, str]:
+    """Pipeline keyword arguments naming the device and dtype, logged once."""
+    log.info("recognizer device=%s dtype=%s (%s); router float32", placement.device_name,
+             placement.dtype_name, placement.reason)
+    return {"device": placement.device_name, "dtype": placement.dtype_name,
+            "dtype_reason": placement.reason}
 
 
 def _production(settings: Settings, metrics: Metrics) -> Pipeline:
@@ -32,7 +46,8 @@ def _production(settings: Settings, metrics: Metrics) -> Pipeline:
     for component, seconds in bundle.load_seconds.items():
         metrics.model_load.labels(component=component).set(seconds)
     return Pipeline(bundle.recognizer, bundle.scorer, routing=settings.routing,
-                    description=f"Mega-ASR from {settings.model_dir}", guards=GuardConfig.from_settings(settings))
+                    description=f"Mega-ASR from {settings.model_dir}", guards=GuardConfig.from_settings(settings),
+                    **_placed(bundle.placement))
 
 
 def _tests(settings: Settings, metrics: Metrics) -> Pipeline:
@@ -43,34 +58,35 @@ def _tests(settings: Settings, metrics: Metrics) -> Pipeline:
 
     root = Path(tempfile.mkdtemp(prefix="mega-asr-tiny-"))
     write_tiny_mega_asr(root)
-    bundle = load_mega_asr(root, device="cpu", dtype="float32", mode=_adapter_mode(settings),
+    bundle = load_mega_asr(root, device=settings.device, dtype=settings.dtype, mode=_adapter_mode(settings),
                            max_new_tokens=min(settings.max_new_tokens, 32))
     for component, seconds in bundle.load_seconds.items():
         metrics.model_load.labels(component=component).set(seconds)
     return Pipeline(bundle.recognizer, bundle.scorer, routing=settings.routing,
                     description="tiny random-weight Qwen3-ASR (tests profile)",
-                    guards=GuardConfig.from_settings(settings))
+                    guards=GuardConfig.from_settings(settings), **_placed(bundle.placement))
 
 
 def _demo(settings: Settings, metrics: Metrics) -> Pipeline:
+    from models.device import resolve_placement
     from models.router.checkpoint import load_router
     from models.router.scorer import RouterScorer
     from models.whisper.demo_models import ensure_demo_models
     from models.whisper.recognizer import RoutedWhisperRecognizer, WhisperRecognizer
 
+    placement = resolve_placement(settings.device, settings.dtype)
     started = time.perf_counter()
     paths = ensure_demo_models(settings.cache_dir, progress=True)
-    # The service's guards (app/guards.py) judge no speech for both paths; the model's own copy stays off.
-    base = WhisperRecognizer.from_pretrained(paths.tiny_en)
-    robust = WhisperRecognizer.from_pretrained(paths.base)
+    base = WhisperRecognizer.from_pretrained(paths.tiny_en, device=placement.device, dtype=placement.dtype)
+    robust = WhisperRecognizer.from_pretrained(paths.base, device=placement.device, dtype=placement.dtype)
     metrics.model_load.labels(component="recognizer").set(time.perf_counter() - started)
     started = time.perf_counter()
     router_path = settings.router_path or demo_router_path()
     model, _ = load_router(router_path)
     metrics.model_load.labels(component="router").set(time.perf_counter() - started)
-    return Pipeline(RoutedWhisperRecognizer(base=base, robust=robust), RouterScorer(model),
+    return Pipeline(RoutedWhisperRecognizer(base=base, robust=robust), RouterScorer(model, device=placement.device),
                     routing=settings.routing, guards=GuardConfig.from_settings(settings),
-                    description="demo: Whisper tiny.en (clean) / base (degraded), demo router")
+                    description="demo: Whisper tiny.en (clean) / base (degraded), demo router", **_placed(placement))
 
 
 def demo_router_path() -> Path:

@@ -43,7 +43,11 @@ class Settings(BaseSettings):
     # --- devices -------------------------------------------------------------------------------------
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA when available.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto = bfloat16 on CUDA, float32 on CPU.")
+        "auto", description="Recognizer dtype. auto = bfloat16 on CUDA (float16 on GPUs without bf16); on CPU "
+        "bfloat16 only with native bf16 matrix instructions (AMX-BF16, AVX512_BF16, Arm BF16: ~3x faster), "
+        "else float32. bfloat16 on a CPU without them (10-450x slower matrix products) and float16 on CPU "
+        "are refused at startup. The router always runs float32. The choice is logged and shown by "
+        "/v1/models and asr_model_info.")
 
     # --- routing -------------------------------------------------------------------------------------
     routing: Literal["router", "always_robust", "always_base"] = Field(

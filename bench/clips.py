@@ -1,5 +1,6 @@
 """The benchmark's audio: real recordings from the shared fixtures, as short (1–5 s), medium (10–20 s)
-and long (60 s+) clips. Medium and long clips are real recordings joined with short pauses."""
+and long (60 s+) clips, or as a 1–30 s length mix. Longer clips are real recordings joined with short
+pauses."""
 
 from __future__ import annotations
 
@@ -67,3 +68,24 @@ def benchmark_mix(seed: int = 0, shorts: int = 6, mediums: int = 3, longs: int =
     mix += [_join(_until(recordings, rng, 12.0), f"medium{i}", "medium") for i in range(mediums)]
     mix += [_join(_until(recordings, rng, 62.0), f"long{i}", "long") for i in range(longs)]
     return mix
+
+
+def length_mix(count: int = 16, shortest: float = 1.0, longest: float = 30.0, seed: int = 0) -> list[Clip]:
+    """`count` clips with durations spread log-uniformly over [shortest, longest] (more short clips than
+    long ones, as in real traffic), each made of real recordings joined with pauses and cut to length."""
+    if count < 2 or not 0 < shortest < longest:
+        raise ValueError("length_mix needs count >= 2 and 0 < shortest < longest")
+    rng = random.Random(seed)
+    recordings = english_recordings()
+    ratio = longest / shortest
+    mix = []
+    for index in range(count):
+        seconds = shortest * ratio ** (index / (count - 1))
+        joined = _join(_until(recordings, rng, seconds), f"len{index:02d}-{seconds:.1f}s", "mix")
+        mix.append(Clip(joined.name, _kind(seconds), joined.samples[: int(seconds * RATE)], joined.reference))
+    rng.shuffle(mix)  # arrival order is not sorted by length
+    return mix
+
+
+def _kind(seconds: float) -> str:
+    return "short" if seconds <= 5 else "medium" if seconds <= 20 else "long"

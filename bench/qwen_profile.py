@@ -36,43 +36,50 @@ TEXT_SIZE = {"hidden_size": 768, "intermediate_size": 2304, "num_hidden_layers":
              "num_key_value_heads": 4, "head_dim": 64}
 
 
-def build_bench_model(seed: int = 0) -> tuple[torch.nn.Module, object]:
+def build_bench_model(seed: int = 0, audio_size: dict | None = None, text_size: dict | None = None,
+                      device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                      ) -> tuple[torch.nn.Module, object]:
+    """Random-weight Qwen3-ASR with the tiny tokenizer, built directly on `device` in `dtype`."""
     from transformers import Qwen3ASRConfig, Qwen3ASRForConditionalGeneration
 
     config_dict = tiny_config_dict()
-    config_dict["audio_config"].update(AUDIO_SIZE, initializer_range=0.02)
-    config_dict["text_config"].update(TEXT_SIZE, initializer_range=0.02)
+    config_dict["audio_config"].update(audio_size or AUDIO_SIZE, initializer_range=0.02)
+    config_dict["text_config"].update(text_size or TEXT_SIZE, initializer_range=0.02)
     config = Qwen3ASRConfig.from_dict(config_dict)
     torch.manual_seed(seed)
-    model = Qwen3ASRForConditionalGeneration(config).eval()
-    model.generation_config.min_new_tokens = GENERATED_TOKENS  # no early end token: fixed work per item
+    with torch.device(device):
+        model = Qwen3ASRForConditionalGeneration._from_config(config, dtype=dtype).eval()
     return model, build_tiny_processor()
 
 
 def qwen_bench_pipeline(seed: int = 0) -> tuple[Pipeline, Path]:
     """(the pipeline, the adapter directory it attached)."""
     model, processor = build_bench_model(seed)
+    model.generation_config.min_new_tokens = GENERATED_TOKENS  # no early end token: fixed work per item
     adapter_dir = write_tiny_adapter(Path(tempfile.mkdtemp(prefix="bench-adapter-")), model, seed=seed,
                                      scale=0.05)
     adapter = MegaAdapter.attach(model, adapter_dir)
     recognizer = Qwen3ASRRecognizer(model, processor, adapter=adapter, max_new_tokens=GENERATED_TOKENS,
                                     min_new_tokens_budget=GENERATED_TOKENS)
     pipeline = Pipeline(recognizer, RouterScorer(build_tiny_router(seed)), routing="router",
-                        description="bench: random-weight Qwen3-ASR (~45 M parameters) + Mega-ASR adapter")
+                        description="bench: random-weight Qwen3-ASR (~45 M parameters) + Mega-ASR adapter",
+                        device="cpu", dtype="float32", dtype_reason="the small profile always runs fp32 on CPU")
     return pipeline, adapter_dir
 
 
 def in_place_toggle(model: torch.nn.Module, adapter_dir: Path) -> Callable[[bool], None]:
-    """toggle(True) adds every LoRA delta into its weight, toggle(False) subtracts it (upstream switch)."""
-    deltas = [(module.weight, pair.delta()) for _, module, pair in adapter_targets(model, adapter_dir)]
+    """toggle(True) adds every LoRA delta B @ A into its weight, toggle(False) subtracts it (upstream
+    switch). The dense delta is formed at each switch, in place: storing them would double the memory of a
+    full-size model."""
+    pairs = [(module.weight, pair) for _, module, pair in adapter_targets(model, adapter_dir)]
     state = {"merged": False}
 
     def toggle(robust: bool) -> None:
         if robust == state["merged"]:
             return
         with torch.no_grad():
-            for weight, delta in deltas:
-                weight.add_(delta, alpha=1.0 if robust else -1.0)
+            for weight, pair in pairs:
+                weight.addmm_(pair.B, pair.A, alpha=1.0 if robust else -1.0)
         state["merged"] = robust
 
     return toggle

@@ -10,24 +10,54 @@ def write_json(results: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
 
 
+def facts_line(facts: dict) -> str:
+    """'device cpu, dtype float32 (why), 1,727,428,224 parameters (+ 43,114,496 adapter)'."""
+    line = f"device {facts['device']}, dtype {facts['dtype']}"
+    if facts.get("dtype_reason"):
+        line += f" ({facts['dtype_reason']})"
+    line += f", {facts['parameters']:,} parameters"
+    if facts.get("adapter_parameters"):
+        line += f" (+ {facts['adapter_parameters']:,} adapter)"
+    return line
+
+
 def markdown(results: dict) -> str:
     lines = [f"Machine: {results['machine']}", ""]
     for name, profile in results["profiles"].items():
-        lines += [f"### {name}", "", "| run | concurrency | req/s | audio s/s | RTF | p50 s | p95 s | p99 s | statuses |",
+        about = (f"Model: {facts_line(profile['facts'])}. Other processes used "
+                 f"{profile['other_processes_cpu_share']:.0%} of the CPU during this profile "
+                 f"({profile['wall_seconds'] / 60:.1f} min); peak RSS so far {profile['peak_rss_mib']:,.0f} MiB.")
+        lines += [f"### {name}", "", about, "",
+                  "| run | concurrency | req/s | audio s/s | RTF | p50 s | p95 s | p99 s | statuses |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for row in profile["service"]:
-            lines.append(_row("service", row))
-        for row in profile.get("peer", []):
-            lines.append(_row("peer (faster-whisper-server)", row))
-        for row in profile.get("service_same_model", []):
-            lines.append(_row("service, same model as peer", row))
+        lines += _service_rows(profile)
         for base in profile["baselines"]:
             lines.append(f"| {base['name']} (in-process) | 1 | {base['requests_per_second']:.2f} | "
                          f"{base['audio_seconds_per_second']:.2f} | {base['real_time_factor']:.3f} | | | | |")
-        lines += ["", "| check | value | target |", "|---|---|---|"]
-        lines += [f"| {k} | {v['value']:.3f} | {v['target']} |" for k, v in profile["checks"].items()]
+        lines += ["", "| check | value | target | passed |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['value']:.3f} | {v['target']} | {_passed(v)} |" for k, v in profile["checks"].items()]
+        if "wer" in profile:
+            lines += ["", "WER on these clips: " + ", ".join(f"{k} {v:.1%}" for k, v in profile["wer"].items())]
         lines.append("")
     return "\n".join(lines)
+
+
+def _service_rows(profile: dict) -> list[str]:
+    rows = []
+    for key, runs in profile.items():
+        if key == "service" or (key.startswith("service_") and isinstance(runs, list)):
+            label = "service" if key == "service" else key.replace("service_", "service, ").replace("_", " ")
+            if key == "service_same_model":
+                label = f"service, {profile.get('peer_model', '')} only (as the peer)"
+            rows += [_row(label, row) for row in runs]
+    for compute_type, runs in profile.get("peer", {}).items():
+        rows += [_row(f"peer {profile.get('peer_model', '')} {compute_type} (faster-whisper-server)", row)
+                 for row in runs]
+    return rows
+
+
+def _passed(check: dict) -> str:
+    return "" if "passed" not in check else ("yes" if check["passed"] else "**no**")
 
 
 def _row(label: str, row: dict) -> str:
@@ -47,9 +77,9 @@ def plots(results: dict, out: Path) -> None:
         figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
         conc = [r["concurrency"] for r in profile["service"]]
         left.plot(conc, [r["audio_seconds_per_second"] for r in profile["service"]], "o-", label="service")
-        if profile.get("peer"):
-            left.plot([r["concurrency"] for r in profile["peer"]],
-                      [r["audio_seconds_per_second"] for r in profile["peer"]], "s-", label="peer")
+        for compute_type, runs in profile.get("peer", {}).items():
+            left.plot([r["concurrency"] for r in runs], [r["audio_seconds_per_second"] for r in runs], "s-",
+                      label=f"peer {compute_type}")
         for base, style in zip(profile["baselines"], ("--", ":")):
             left.axhline(base["audio_seconds_per_second"], linestyle=style, color="gray", label=base["name"])
         left.set(xscale="log", xlabel="concurrency", ylabel="audio seconds per second", title=f"{name}: throughput")

@@ -1,13 +1,14 @@
-"""`python -m bench.run`: the service under load at several concurrencies, against sequential, ideal
-in-process and peer-server baselines, all in one run. Prints a markdown table; writes JSON and plots."""
+"""`python -m bench.run`: each profile's service under load at several concurrencies, against sequential,
+ideal in-process and (demo) peer-server baselines, all in one run. Prints a markdown table with the device,
+dtype and parameter count of each profile; writes JSON and plots. Profiles and their sizes: bench/setups.py."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
-import platform
 import resource
 import threading
 import time
@@ -18,17 +19,20 @@ import httpx
 import uvicorn
 
 from app.main import create_app
-from app.metrics import Metrics
 from app.pipeline import Pipeline
-from app.profiles import load_pipeline
 from app.settings import Settings
 from bench import baselines, report
-from bench.clips import Clip, benchmark_mix
+from bench.checks import profile_checks
 from bench.loadgen import run_load
-from bench.peer import peer_server
+from bench.machine import cpu_meter, machine_description
+from bench.peer import COMPUTE_TYPES, peer_model_name, peer_server
 from bench.quality import wer
+from bench.setups import SETUPS, BenchSetup
 
 CACHE = Path(os.environ.get("MEGA_ASR_BENCH_CACHE", Path.home() / ".cache" / "mega-asr" / "bench"))
+URL_PATH = "/v1/audio/transcriptions"
+FIELDS = {"language": "en", "response_format": "json"}
+PEER_ROUTE = {"tiny.en": "base", "base": "robust"}  # the demo route that runs the peer's model
 
 
 def _free_port() -> int:
@@ -47,7 +51,7 @@ def serving(settings: Settings, pipeline: Pipeline) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 1800
     while True:
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{base}/readyz").status_code == 200:
@@ -59,7 +63,7 @@ def serving(settings: Settings, pipeline: Pipeline) -> Iterator[str]:
         yield base
     finally:
         server.should_exit = True
-        thread.join(timeout=120)
+        thread.join(timeout=600)
 
 
 def scrape(base: str) -> dict[str, float]:
@@ -77,106 +81,115 @@ def batch_histogram(metrics: dict[str, float]) -> dict[str, float]:
     return {k.split("'le', ")[1].rstrip("')]"): v for k, v in metrics.items() if k.startswith("asr_batch_size_bucket")}
 
 
-def profile_settings(profile: str, max_batch: int) -> Settings:
-    return Settings(profile=profile, max_batch_items=max_batch, max_batch_wait_ms=30.0,
-                    max_queue_audio_seconds=100_000, max_queue_segments=100_000, request_timeout_seconds=3600)
+def load_levels(url: str, setup: BenchSetup, fields: dict[str, str], label: str) -> tuple[list[dict], dict]:
+    """The clip list at every concurrency level of the setup: (one summary per level, the texts answered
+    at the first level)."""
+    rows, texts = [], {}
+    for level in setup.levels:
+        result = asyncio.run(run_load(url, setup.clips, level, setup.requests(level), fields))
+        rows.append(result.summary())
+        texts = texts or result.texts
+        print(f"[{setup.name}] {label} c={level}: {rows[-1]}", flush=True)
+    return rows, texts
 
 
-def run_profile(name: str, pipeline: Pipeline, settings: Settings, clips: list[Clip], levels: list[int],
-                requests_per_level: int, peer: bool, adapter_dir: Path | None = None) -> dict:
-    url_path = "/v1/audio/transcriptions"
-    fields = {"language": "en", "response_format": "json"}
-    out: dict = {"service": [], "baselines": []}
-    bare = baselines.bare_call_seconds(pipeline, clips[0])
-    with serving(settings, pipeline) as base:
-        for level in levels:
-            total = max(requests_per_level, 2 * level)
-            result = asyncio.run(run_load(base + url_path, clips, level, total, fields))
-            out["service"].append(result.summary())
-            print(f"[{name}] service c={level}: {result.summary()}", flush=True)
-            if level == 1:
-                single = asyncio.run(run_load(base + url_path, clips[:1], 1, 5, fields))
+def measure_service(setup: BenchSetup, settings: Settings, out: dict, key: str) -> None:
+    """Serve the pipeline with `settings` and fill out[key] (load rows) and its metrics-derived figures."""
+    with serving(settings, setup.pipeline) as base:
+        out[key], out[f"{key}_texts"] = load_levels(base + URL_PATH, setup, FIELDS, key)
+        if key == "service":
+            if setup.bare_call_repeats:
+                single = asyncio.run(run_load(base + URL_PATH, setup.clips[:1], 1, 5, FIELDS))
                 out["service_c1_same_clip_p50"] = single.summary()["latency_p50"]
-                out["service_texts"] = result.texts
+            if setup.peer_model:
+                same = {**FIELDS, "route": PEER_ROUTE[setup.peer_model]}
+                out["service_same_model"] = [asyncio.run(run_load(
+                    base + URL_PATH, setup.clips, c, setup.requests(c), same)).summary() for c in (1, 16)]
         metrics = scrape(base)
-        if peer:
-            same = {**fields, "route": "base"}
-            out["service_same_model"] = [asyncio.run(run_load(base + url_path, clips, c, max(requests_per_level, 2 * c),
-                                                              same)).summary() for c in (1, 16)]
-    out["batch_size_histogram"] = batch_histogram(metrics)
-    out["router_share_of_inference"] = (metrics.get("asr_router_duration_seconds_sum", 0.0)
-                                       / max(metrics.get("asr_inference_duration_seconds_sum", 0.0), 1e-9))
+    suffix = key.removeprefix("service")
+    out[f"batch_size_histogram{suffix}"] = batch_histogram(metrics)
+    out[f"router_share_of_inference{suffix}"] = (metrics.get("asr_router_duration_seconds_sum", 0.0)
+                                                / max(metrics.get("asr_inference_duration_seconds_sum", 0.0), 1e-9))
+
+
+def measure_peer(setup: BenchSetup, out: dict) -> None:
+    """The peer at each compute type, c=1 and c=16, each model warmed up by one request first."""
+    assert setup.peer_model is not None
+    out["peer_model"] = setup.peer_model
+    out["peer"], texts = {}, {}
+    with peer_server(CACHE, _free_port()) as peer_base:
+        for compute_type in COMPUTE_TYPES:
+            fields = {"model_name": peer_model_name(setup.peer_model, compute_type), "language": "en",
+                      "temperature": "0"}
+            asyncio.run(run_load(peer_base + URL_PATH, setup.clips[:1], 1, 1, fields))  # loads the model
+            out["peer"][compute_type] = []
+            for c in (1, 16):
+                result = asyncio.run(run_load(peer_base + URL_PATH, setup.clips, c, setup.requests(c), fields))
+                out["peer"][compute_type].append(result.summary())
+                texts[compute_type] = result.texts
+                print(f"[{setup.name}] peer {compute_type} c={c}: {out['peer'][compute_type][-1]}", flush=True)
+    out["wer"] = {"peer_" + k: wer(setup.clips, v) for k, v in texts.items()}
+
+
+def run_profile(setup: BenchSetup) -> dict:
+    out: dict = {"facts": setup.facts, "baselines": [],
+                 "clips": [{"name": c.name, "kind": c.kind, "seconds": round(c.seconds, 2)} for c in setup.clips]}
+    if setup.bare_call_repeats:
+        out["bare_call_seconds"] = baselines.bare_call_seconds(setup.pipeline, setup.clips[0],
+                                                               repeats=setup.bare_call_repeats)
+    measure_service(setup, setup.settings, out, "service")
+    for variant, settings in setup.variants.items():
+        measure_service(setup, settings, out, f"service_{variant}")
     toggle = None
-    if adapter_dir is not None:  # Qwen3-ASR: upstream serves one file at a time with an in-place LoRA toggle
+    if setup.adapter_dir is not None:  # Qwen3-ASR: upstream serves one file at a time with an in-place LoRA toggle
         from bench.qwen_profile import in_place_toggle, route_mix_comparison
 
-        toggle = in_place_toggle(pipeline.recognizer.model, adapter_dir)
-        out["route_mix_seconds"] = route_mix_comparison(pipeline.recognizer, toggle, route_mix_audio(clips))
-    out["baselines"].append(baselines.sequential(pipeline, clips, toggle=toggle).summary())
-    out["baselines"].append(baselines.ideal(pipeline, clips, settings.max_batch_items).summary())
-    out["bare_call_seconds"] = bare
-    if peer:
-        out["peer"] = []
-        with peer_server(CACHE, _free_port()) as peer_base:
-            for c in (1, 16):
-                result = asyncio.run(run_load(peer_base + url_path, clips, c, max(requests_per_level, 2 * c),
-                                              {"model_name": "tiny.en", "language": "en", "temperature": "0"}))
-                out["peer"].append(result.summary())
-                out["peer_texts"] = result.texts
-        out["wer"] = {"service": wer(clips, out["service_texts"]), "peer": wer(clips, out["peer_texts"])}
-    out["checks"] = checks(out)
+        toggle = in_place_toggle(setup.pipeline.recognizer.model, setup.adapter_dir)
+        if setup.route_mix:
+            out["route_mix_seconds"] = route_mix_comparison(setup.pipeline.recognizer, toggle,
+                                                            route_mix_audio(setup.clips))
+    for baseline in (baselines.sequential(setup.pipeline, setup.clips, toggle=toggle),
+                     baselines.ideal(setup.pipeline, setup.clips, setup.settings.max_batch_items)):
+        out["baselines"].append(baseline.summary())
+        print(f"[{setup.name}] {baseline.name}: {out['baselines'][-1]}", flush=True)
+    if setup.peer_model:
+        measure_peer(setup, out)
+        out["wer"]["service"] = wer(setup.clips, out["service_texts"])
     return out
 
 
-def checks(out: dict) -> dict:
-    by_c = {r["concurrency"]: r for r in out["service"]}
-    seq, ideal = out["baselines"][0], out["baselines"][1]
-    c16 = by_c.get(16, out["service"][-1])
-    result = {
-        "c16 throughput / sequential": {"value": c16["audio_seconds_per_second"] / seq["audio_seconds_per_second"],
-                                        "target": ">= 3"},
-        "c16 throughput / ideal": {"value": c16["audio_seconds_per_second"] / ideal["audio_seconds_per_second"],
-                                   "target": ">= 0.8"},
-        "c1 latency / bare call (same clip)": {"value": out["service_c1_same_clip_p50"] / out["bare_call_seconds"],
-                                               "target": "<= 1.2"},
-        "router share of inference": {"value": out["router_share_of_inference"], "target": "< 0.02"},
-    }
-    if "route_mix_seconds" in out:
-        mix = out["route_mix_seconds"]
-        result["50/50 mix: mixed batch / route-grouped time"] = {
-            "value": mix["mixed_batch"] / mix["route_grouped"], "target": "<= 1"}
-        result["50/50 mix: mixed batch / in-place toggle time"] = {
-            "value": mix["mixed_batch"] / mix["in_place_toggle"], "target": "<= 1"}
-    if "peer" in out:
-        ours = {r["concurrency"]: r for r in out["service_same_model"]}
-        theirs = {r["concurrency"]: r for r in out["peer"]}
-        result["c16 throughput / peer (same model)"] = {
-            "value": ours[16]["audio_seconds_per_second"] / theirs[16]["audio_seconds_per_second"], "target": ">= 3"}
-        result["c16 p50 latency / peer"] = {"value": ours[16]["latency_p50"] / theirs[16]["latency_p50"],
-                                            "target": "<= 0.5"}
-    return result
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--profiles", default="demo,qwen,qwen-full", help=f"of {', '.join(SETUPS)}")
+    parser.add_argument("--concurrency", default="1,4,16,64", help="demo and qwen levels")
+    parser.add_argument("--requests", type=int, default=16, help="demo/qwen requests per level (at least 2 x level)")
+    parser.add_argument("--full-concurrency", default="1,16", help="qwen-full levels")
+    parser.add_argument("--full-requests", default="4,16", help="qwen-full requests, one per level")
+    parser.add_argument("--full-clips", type=int, default=16, help="qwen-full: clips in the 1-30 s mix")
+    parser.add_argument("--full-dims", default="real", choices=("real", "small"), help="qwen-full: small = dry run")
+    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--peer-model", default="base", choices=sorted(PEER_ROUTE),
+                        help="demo: the Whisper model compared with the peer (base = the robust path)")
+    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--profiles", default="demo,qwen")
-    parser.add_argument("--concurrency", default="1,4,16,64")
-    parser.add_argument("--requests", type=int, default=16, help="requests per level (at least 2 x concurrency)")
-    parser.add_argument("--max-batch", type=int, default=16)
-    parser.add_argument("--no-peer", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("results/bench"))
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    levels = [int(c) for c in args.concurrency.split(",")]
-    clips = benchmark_mix()
-    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-               "clips": [{"name": c.name, "kind": c.kind, "seconds": round(c.seconds, 2)} for c in clips],
-               "profiles": {}}
+    results: dict = {"machine": machine_description(), "profiles": {}}
     for name in args.profiles.split(","):
-        settings = profile_settings("demo" if name == "demo" else "tests", args.max_batch)
-        pipeline, adapter_dir = bench_pipeline(name, settings)
-        results["profiles"][name] = run_profile(name, pipeline, settings, clips, levels, args.requests,
-                                                peer=(name == "demo" and not args.no_peer), adapter_dir=adapter_dir)
+        setup = SETUPS[name](args)
+        print(f"[{name}] {report.facts_line(setup.facts)}", flush=True)
+        with cpu_meter() as meter:
+            out = run_profile(setup)
+        out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["wall_seconds"], out["other_processes_cpu_share"] = meter.wall_seconds, meter.others_share
+        out["checks"] = profile_checks(name, out)
+        results["profiles"][name] = out
+        del setup
+        gc.collect()
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report.write_json(results, args.out)
     report.plots(results, args.out)
@@ -186,16 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def bench_pipeline(name: str, settings: Settings) -> tuple[Pipeline, Path | None]:
-    """(pipeline, the adapter directory of the Qwen3-ASR profile or None)."""
-    if name == "demo":
-        return load_pipeline(settings, Metrics()), None
-    from bench.qwen_profile import qwen_bench_pipeline
-
-    return qwen_bench_pipeline()
-
-
-def route_mix_audio(clips: list[Clip], items: int = 16) -> list:
+def route_mix_audio(clips: list, items: int = 16) -> list:
     """`items` segments with the same length distribution on both routes (pairs of equal clips)."""
     from app.segmenter import split_for_recognition
 

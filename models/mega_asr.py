@@ -10,9 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from models.recognition import QualityScorer, Recognizer
+
+if TYPE_CHECKING:
+    from models.device import Placement
 
 AdapterMode = Literal["routed", "always_robust"]
 
@@ -25,6 +28,7 @@ class MegaASRLayoutError(FileNotFoundError):
 class MegaASR:
     recognizer: Recognizer
     scorer: QualityScorer
+    placement: Placement  # the recognizer's device and dtype (the router stays float32)
     load_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -50,14 +54,15 @@ def load_mega_asr(root: str | Path, *, backbone_dir: Path | None = None, router_
                   max_new_tokens: int = 256) -> MegaASR:
     """Backbone + adapter (row-gated, or merged once for always-robust) + router, all strictly loaded."""
     backbone, adapter_dir, router_file = find_components(Path(root), backbone_dir, router_path)
-    from models.device import select_device_and_dtype
+    from models.device import resolve_placement
     from models.mega_adapter import MegaAdapter, merge_adapter
     from models.qwen3_asr.checkpoint import load_qwen3_asr
     from models.qwen3_asr.recognizer import Qwen3ASRRecognizer
     from models.router.checkpoint import load_router
     from models.router.scorer import RouterScorer
 
-    torch_device, torch_dtype = select_device_and_dtype(device, dtype)
+    placement = resolve_placement(device, dtype)
+    torch_device, torch_dtype = placement.device, placement.dtype
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     model, processor = load_qwen3_asr(backbone, torch_device, torch_dtype)
@@ -73,6 +78,6 @@ def load_mega_asr(root: str | Path, *, backbone_dir: Path | None = None, router_
     seconds["adapter"] = time.perf_counter() - started
     started = time.perf_counter()
     router, _ = load_router(router_file)
-    scorer = RouterScorer(router, device=torch_device)
+    scorer = RouterScorer(router, device=torch_device)  # float32 on every device: see models/router/scorer.py
     seconds["router"] = time.perf_counter() - started
-    return MegaASR(recognizer=recognizer, scorer=scorer, load_seconds=seconds)
+    return MegaASR(recognizer=recognizer, scorer=scorer, placement=placement, load_seconds=seconds)

@@ -22,9 +22,12 @@ class RouterScorer:
     network's 850 positions (the released code crashes past ≈34 s)."""
 
     def __init__(self, model: AudioQualityClassifier, device: str | torch.device = "cpu",
-                 window_seconds: float = 30.0, max_batch: int = 64) -> None:
-        self.model = model.to(device).eval()
+                 window_seconds: float = 30.0, max_batch: int = 64, dtype: torch.dtype = torch.float32) -> None:
+        # float32 by default on every device: the router is <1 % of inference time, and bf16 moves its
+        # scores (bench/bf16_quality.py measures by how much).
+        self.model = model.to(device=device, dtype=dtype).eval()
         self.device = torch.device(device)
+        self.dtype = dtype
         self.window = int(window_seconds * SAMPLE_RATE)
         self.max_batch = max_batch
 
@@ -57,7 +60,7 @@ class RouterScorer:
         for start in range(0, len(order), self.max_batch):
             chunk = order[start: start + self.max_batch]
             feats, mask = log_mel([pieces[i] for i in chunk])
-            probs = self.model.p_degraded(feats.to(self.device), mask.to(self.device)).cpu().tolist()
+            probs = self.model.p_degraded(feats.to(self.device, self.dtype), mask.to(self.device)).cpu().tolist()
             for i, p in zip(chunk, probs):
                 scores[i] = float(p)
         return scores

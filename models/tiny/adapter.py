@@ -34,8 +34,10 @@ def _blocks(rank: int) -> list[dict[str, int]]:
             {"start": half, "end": rank, "rank": rank - half, "alpha": 1}]
 
 
-def write_tiny_adapter(directory: str | Path, model: nn.Module, seed: int = 0, scale: float = 0.3) -> Path:
-    """Write adapter_config.json, adapter_model.safetensors and mega_lora_blocks.json into `directory`."""
+def write_tiny_adapter(directory: str | Path, model: nn.Module, seed: int = 0, scale: float = 0.3,
+                       ranks: tuple[int, ...] = _RANKS) -> Path:
+    """Write adapter_config.json, adapter_model.safetensors and mega_lora_blocks.json into `directory`.
+    `ranks` cycle over the targets (the released adapter: r=24, varying per module)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
@@ -47,7 +49,7 @@ def write_tiny_adapter(directory: str | Path, model: nn.Module, seed: int = 0, s
     legacy = [(raw.replace("thinker.model.layers.", "thinker.layers.", 1), module)
               for raw, module in raws if raw.startswith("thinker.model.layers.") and raw.endswith("up_proj")]
     for index, (raw, module) in enumerate(raws + legacy):
-        rank = _RANKS[index % len(_RANKS)]
+        rank = ranks[index % len(ranks)]
         out_features, in_features = module.weight.shape
         prefix = f"base_model.model.{raw}"
         tensors[f"{prefix}.lora_A.weight"] = torch.randn(rank, in_features, generator=generator) * scale

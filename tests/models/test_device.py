@@ -1,11 +1,18 @@
-"""Device/dtype selection, with CUDA availability and bf16 support injected (tests run on CPU)."""
+"""Device/dtype selection, with CUDA availability, GPU bf16 support and the CPU report injected."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from models.device import select_device_and_dtype
+from models.device import cpu_bf16_instructions, resolve_placement, select_device_and_dtype
+
+AVX2_ONLY = {"architecture": "x86_64", "avx2": True, "avx512_f": False, "avx512_bf16": False, "amx_bf16": False}
+AVX512_NO_BF16 = {**AVX2_ONLY, "avx512_f": True, "avx512_bw": True}  # oneDNN calls this "bf16 supported"
+SAPPHIRE_RAPIDS = {**AVX512_NO_BF16, "avx512_bf16": True, "amx_tile": True, "amx_bf16": True}
+COOPER_LAKE = {**AVX512_NO_BF16, "avx512_bf16": True}
+GRAVITON3 = {"architecture": "arm64", "neon": True, "bf16": True, "sve": True, "sve_bf16": True}
+GRAVITON2 = {"architecture": "arm64", "neon": True, "bf16": False}
 
 
 @pytest.mark.parametrize(
@@ -17,7 +24,35 @@ from models.device import select_device_and_dtype
     ],
 )
 def test_auto_prefers_cuda_bf16_then_fp16_then_cpu_fp32(cuda, bf16, expected):
-    assert select_device_and_dtype(cuda_available=cuda, bf16_supported=bf16) == expected
+    assert select_device_and_dtype(cuda_available=cuda, bf16_supported=bf16,
+                                   cpu_capabilities_report=AVX2_ONLY) == expected
+
+
+@pytest.mark.parametrize(("report", "expected"), [
+    (AVX2_ONLY, []), (AVX512_NO_BF16, []), (SAPPHIRE_RAPIDS, ["amx_bf16", "avx512_bf16"]),
+    (COOPER_LAKE, ["avx512_bf16"]), (GRAVITON3, ["bf16", "sve_bf16"]), (GRAVITON2, []),
+    ({"architecture": "ppc64", "bf16": True}, []), ({}, []),
+])
+def test_native_cpu_bf16_is_read_from_the_instruction_sets(report, expected):
+    assert cpu_bf16_instructions(report) == expected
+
+
+@pytest.mark.parametrize(("report", "dtype"), [
+    (AVX2_ONLY, torch.float32), (AVX512_NO_BF16, torch.float32), (SAPPHIRE_RAPIDS, torch.bfloat16),
+    (COOPER_LAKE, torch.bfloat16), (GRAVITON3, torch.bfloat16),
+])
+def test_auto_on_cpu_is_bf16_only_with_native_bf16(report, dtype):
+    placement = resolve_placement(cuda_available=False, cpu_capabilities_report=report)
+    assert (placement.device, placement.dtype) == (torch.device("cpu"), dtype)
+    assert placement.reason.startswith("auto: ")
+    assert ("no native bf16" in placement.reason) == (dtype == torch.float32)
+
+
+def test_placement_names_what_the_api_and_metrics_show():
+    placement = resolve_placement(cuda_available=False, cpu_capabilities_report=SAPPHIRE_RAPIDS)
+    assert (placement.device_name, placement.dtype_name) == ("cpu", "bfloat16")
+    assert "amx_bf16" in placement.reason
+    assert resolve_placement("cuda:1", "auto", cuda_available=True, bf16_supported=True).device_name == "cuda:1"
 
 
 def test_explicit_requests_are_honoured():
@@ -27,8 +62,11 @@ def test_explicit_requests_are_honoured():
         torch.device("cuda:1"), torch.float16)
     assert select_device_and_dtype("CUDA", "bf16", cuda_available=True, bf16_supported=True) == (
         torch.device("cuda"), torch.bfloat16)
-    assert select_device_and_dtype("cpu", "auto", cuda_available=True, bf16_supported=True) == (
-        torch.device("cpu"), torch.float32)
+    assert select_device_and_dtype("cpu", "auto", cuda_available=True, bf16_supported=True,
+                                   cpu_capabilities_report=AVX2_ONLY) == (torch.device("cpu"), torch.float32)
+    assert select_device_and_dtype("cpu", "bfloat16", cuda_available=False,
+                                   cpu_capabilities_report=SAPPHIRE_RAPIDS) == (torch.device("cpu"), torch.bfloat16)
+    assert resolve_placement("cpu", "float32", cuda_available=False).reason == "requested"
 
 
 def test_cuda_without_cuda_is_refused():
@@ -36,10 +74,17 @@ def test_cuda_without_cuda_is_refused():
         select_device_and_dtype("cuda", cuda_available=False)
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "bf16", "fp16"])
-def test_half_precision_on_cpu_is_refused(dtype):
+@pytest.mark.parametrize("dtype", ["bfloat16", "bf16"])
+@pytest.mark.parametrize("report", [AVX2_ONLY, AVX512_NO_BF16, GRAVITON2])
+def test_bf16_on_a_cpu_without_native_bf16_is_refused(dtype, report):
+    with pytest.raises(ValueError, match="no native bf16 matrix instructions.*use float32 or auto"):
+        select_device_and_dtype("cpu", dtype, cuda_available=False, cpu_capabilities_report=report)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "fp16", "half"])
+def test_fp16_on_cpu_is_refused_even_with_native_bf16(dtype):
     with pytest.raises(ValueError, match="on CPU is refused"):
-        select_device_and_dtype("cpu", dtype, cuda_available=False)
+        select_device_and_dtype("cpu", dtype, cuda_available=False, cpu_capabilities_report=SAPPHIRE_RAPIDS)
 
 
 def test_bf16_on_a_gpu_without_bf16_is_refused():
@@ -54,7 +99,15 @@ def test_unknown_names_are_refused(device, dtype):
 
 
 def test_defaults_follow_this_machine():
-    device, dtype = select_device_and_dtype()
-    assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        assert dtype == torch.float32
+    placement = resolve_placement()
+    assert placement.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if placement.device.type == "cpu":
+        native = bool(cpu_bf16_instructions())
+        assert placement.dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def test_this_machines_report_has_the_keys_the_check_reads():
+    # A torch upgrade that renamed the capability keys would silently turn bf16 off: fail here instead.
+    report = torch.cpu.get_capabilities()
+    keys = {"x86_64": ("amx_bf16", "avx512_bf16"), "arm64": ("bf16",)}.get(report["architecture"], ())
+    assert all(key in report for key in keys)

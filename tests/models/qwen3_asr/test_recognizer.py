@@ -86,6 +86,19 @@ def test_token_budget_follows_duration_and_is_capped(tiny):
     assert custom.token_budget(0.1) == 9 and custom.token_budget(60.0) == 248
 
 
+def test_suppressed_end_tokens_make_every_row_decode_its_budget(tiny):
+    model, processor = tiny
+    recognizer = Qwen3ASRRecognizer(model, processor, tokens_per_second=3.5, min_new_tokens_budget=4,
+                                    max_new_tokens=40, suppress_end_tokens=True)
+    items = [RecognitionItem(clip(seconds, seed)) for seed, seconds in enumerate((0.3, 2.0, 5.0, 12.0))]
+    results = recognizer.recognize(items)
+    assert [r.num_tokens for r in results] == [recognizer.token_budget(i.duration) for i in items] == [10, 15, 26, 40]
+    assert_same_recognitions(results, [recognizer.recognize([item])[0] for item in items])
+    unsuppressed = Qwen3ASRRecognizer(model, processor, tokens_per_second=3.5, min_new_tokens_budget=4,
+                                      max_new_tokens=40)
+    assert unsuppressed.recognize(items[:1])[0].num_tokens < 10  # without suppression this row ends early
+
+
 def test_robust_without_adapter_is_refused(recognizer):
     with pytest.raises(ValueError, match="no Mega-ASR adapter"):
         recognizer.recognize([RecognitionItem(clip(1.0, 1)), RecognitionItem(clip(1.0, 2), robust=True)])

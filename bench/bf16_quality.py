@@ -1,0 +1,154 @@
+"""`python -m bench.bf16_quality`: does bf16 cost the demo accuracy? The shared recordings and their degraded
+copies (bench/degraded_manifest.py, seed 0) through the evaluation command's runner and scoring, both paths
+per item, once per precision of the two Whisper models (the router stays fp32 in all of them):
+
+- fp32: as served on CPUs without native bf16;
+- bf16: the models cast to bf16 and run by torch's own bf16 CPU kernels (real bf16 numerics; on a CPU
+  without bf16 hardware slow, 3-8x fp32 for these models, but exact);
+- bf16-emulated: the bf16 models with matrix ops computed as bf16 hardware does (bench/bf16_emulation.py);
+  cheaper, and checked against the real run.
+
+Separately the router: its scores in fp32 and in bf16 on every item, and how many routes flip at 0.5.
+Writes JSON (default bench/results/bf16_quality.json) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.audio import decode_audio
+from app.evaluation.calibrate import point_at
+from app.evaluation.command import EvaluationResult, evaluate
+from app.evaluation.manifest import read_manifest
+from app.evaluation.runners import InProcessConfig, InProcessRunner
+from app.pipeline import Pipeline
+from bench.bf16_emulation import Bf16MatmulOnFp32
+from models.recognition import Recognition, RecognitionItem
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio" / "MANIFEST.tsv"
+VARIANTS = ("fp32", "bf16", "bf16-emulated")
+
+
+class EmulatedBf16:
+    """A bf16 recognizer whose matrix ops run under Bf16MatmulOnFp32."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def languages(self, robust: bool) -> frozenset[str] | None:
+        return self.inner.languages(robust)
+
+    def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:
+        with Bf16MatmulOnFp32():
+            return self.inner.recognize(items)
+
+
+def demo_pipeline(variant: str, scorer) -> Pipeline:
+    from app.settings import Settings
+    from models.whisper.demo_models import ensure_demo_models
+    from models.whisper.recognizer import RoutedWhisperRecognizer, WhisperRecognizer
+
+    paths = ensure_demo_models(Settings(profile="demo").cache_dir, progress=False)
+    dtype = torch.float32 if variant == "fp32" else torch.bfloat16
+    recognizer = RoutedWhisperRecognizer(base=WhisperRecognizer.from_pretrained(paths.tiny_en, dtype=dtype),
+                                         robust=WhisperRecognizer.from_pretrained(paths.base, dtype=dtype))
+    chosen = EmulatedBf16(recognizer) if variant == "bf16-emulated" else recognizer
+    return Pipeline(chosen, scorer, routing="router", description=f"demo, Whisper in {variant}")
+
+
+def summary(result: EvaluationResult, seconds: float) -> dict:
+    return {"base_only": result.baselines.base.rate, "robust_only": result.baselines.robust.rate,
+            "routed_at_0.5": point_at(result.sweep, 0.5).rate, "seconds": seconds,
+            "texts": {str(s.transcripts.item.path.name): [s.transcripts.base.text if s.transcripts.base else None,
+                                                          s.transcripts.robust.text if s.transcripts.robust else None]
+                      for s in result.items}}
+
+
+def identical_share(a: dict, b: dict, path: int) -> float:
+    pairs = [(a[k][path], b[k][path]) for k in a if a[k][path] is not None]
+    return sum(x == y for x, y in pairs) / len(pairs)
+
+
+def router_shift(scorer, manifest: Path) -> dict:
+    """Router scores in fp32 and bf16 on every item: largest change and routes flipped at 0.5."""
+    from models.router.scorer import RouterScorer
+
+    audios = [decode_audio(item.path.read_bytes(), max_seconds=600).samples for item in read_manifest(manifest)]
+    fp32 = np.array(scorer.score(audios))
+    bf16 = np.array(RouterScorer(scorer.model.to(torch.bfloat16), dtype=torch.bfloat16).score(audios))
+    scorer.model.to(torch.float32)
+    return {"items": len(audios), "max_abs_change": float(np.abs(bf16 - fp32).max()),
+            "mean_abs_change": float(np.abs(bf16 - fp32).mean()),
+            "routes_flipped_at_0.5": int(((fp32 >= 0.5) != (bf16 >= 0.5)).sum())}
+
+
+def run(manifest: Path, variants: Sequence[str]) -> dict:
+    from app.profiles import demo_router_path
+    from models.router.checkpoint import load_router
+    from models.router.scorer import RouterScorer
+
+    scorer = RouterScorer(load_router(demo_router_path())[0])
+    items = read_manifest(manifest)
+    out: dict = {"manifest": str(manifest), "items": len(items), "variants": {}}
+    for variant in variants:
+        runner = InProcessRunner(demo_pipeline(variant, scorer), InProcessConfig(progress=False))
+        started = time.perf_counter()
+        result = evaluate(manifest, items, runner, source=variant)
+        out["variants"][variant] = summary(result, time.perf_counter() - started)
+        print(f"{variant}: {json.dumps({k: v for k, v in out['variants'][variant].items() if k != 'texts'})}",
+              flush=True)
+    reference = out["variants"].get("fp32")
+    for variant, figures in out["variants"].items():
+        if reference is not None and variant != "fp32":
+            figures["vs_fp32"] = {"identical_base_texts": identical_share(reference["texts"], figures["texts"], 0),
+                                  "identical_robust_texts": identical_share(reference["texts"], figures["texts"], 1)}
+            figures["vs_fp32"].update({f"{k}_points": 100 * (figures[k] - reference[k])
+                                       for k in ("base_only", "robust_only", "routed_at_0.5")})
+    out["router"] = router_shift(scorer, manifest)
+    return out
+
+
+def table(out: dict) -> str:
+    header = "| variant | base only (tiny.en) | robust only (base) | routed @ 0.5 | identical texts base / robust |"
+    lines = [header + " seconds |", "|---|---|---|---|---|---|"]
+    for variant, f in out["variants"].items():
+        same = f.get("vs_fp32")
+        identical = f"{same['identical_base_texts']:.0%} / {same['identical_robust_texts']:.0%}" if same else "-"
+        lines.append(f"| {variant} | {f['base_only']:.2%} | {f['robust_only']:.2%} | {f['routed_at_0.5']:.2%} | "
+                     f"{identical} | {f['seconds']:.0f} |")
+    router = out["router"]
+    lines.append(f"\nRouter fp32 -> bf16 on {router['items']} items: max |change| {router['max_abs_change']:.4f}, "
+                 f"mean {router['mean_abs_change']:.4f}, routes flipped at 0.5: {router['routes_flipped_at_0.5']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bf16_quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, help="default: the fixtures plus their degraded copies")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/bf16_quality.json"))
+    args = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        manifest = args.manifest
+        if manifest is None:
+            from bench.degraded_manifest import build
+
+            manifest = build(FIXTURES, Path(stack.enter_context(tempfile.TemporaryDirectory())), seed=0)
+        out = run(manifest, args.variants.split(","))
+    args.out.write_text(json.dumps(out, indent=1, ensure_ascii=False))
+    print(table(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

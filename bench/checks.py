@@ -1,0 +1,77 @@
+"""The benchmark's targets, as ratios computed from one run (never timed unit tests).
+
+Issue 10 targets:
+- demo vs the peer at its best (faster-whisper-server, CTranslate2 int8), same weights, same clips:
+  c=16 throughput >= 2.5x the peer's, c=16 p50 <= 0.6x the peer's, c=1 p50 <= 0.8x the peer's. The same
+  ratios against the peer in float32 are printed too (target "info").
+- full size (qwen-full): service at c=16 >= 4x the sequential baseline and >= 0.85x the ideal; router < 1 %
+  of inference time; peak RSS reported.
+The demo and small qwen profiles keep the earlier (issue 7) service-vs-baseline targets.
+"""
+
+from __future__ import annotations
+
+from bench.peer import COMPUTE_TYPES
+
+
+def check(value: float, target: str) -> dict:
+    """`target` is ">= x", "<= x", "< x" or a word ("info", "reported"): no pass/fail for words."""
+    result: dict = {"value": value, "target": target}
+    operator, _, bound = target.partition(" ")
+    comparisons = {">=": float.__ge__, "<=": float.__le__, "<": float.__lt__}
+    if operator in comparisons:
+        result["passed"] = bool(comparisons[operator](float(value), float(bound)))
+    return result
+
+
+def profile_checks(name: str, out: dict) -> dict:
+    if name == "qwen-full":
+        return full_size_checks(out)
+    result = baseline_checks(out, sequential=">= 3", ideal=">= 0.8", router="< 0.02")
+    if out.get("bare_call_seconds"):
+        result["c1 latency / bare call (same clip)"] = check(
+            out["service_c1_same_clip_p50"] / out["bare_call_seconds"], "<= 1.2")
+    if "route_mix_seconds" in out:
+        mix = out["route_mix_seconds"]
+        result["50/50 mix: mixed batch / route-grouped time"] = check(mix["mixed_batch"] / mix["route_grouped"],
+                                                                      "<= 1")
+        result["50/50 mix: mixed batch / in-place toggle time"] = check(
+            mix["mixed_batch"] / mix["in_place_toggle"], "<= 1")
+    if "peer" in out:
+        result.update(peer_checks(out))
+    return result
+
+
+def baseline_checks(out: dict, sequential: str, ideal: str, router: str) -> dict:
+    by_c = {r["concurrency"]: r for r in out["service"]}
+    baselines = {b["name"]: b for b in out["baselines"]}
+    c16 = by_c.get(16, out["service"][-1])
+    throughput = c16["audio_seconds_per_second"]
+    return {
+        "c16 throughput / sequential": check(throughput / baselines["sequential"]["audio_seconds_per_second"],
+                                             sequential),
+        "c16 throughput / ideal": check(throughput / baselines["ideal"]["audio_seconds_per_second"], ideal),
+        "router share of inference": check(out["router_share_of_inference"], router),
+    }
+
+
+def full_size_checks(out: dict) -> dict:
+    result = baseline_checks(out, sequential=">= 4", ideal=">= 0.85", router="< 0.01")
+    result["peak RSS MiB (process, so far)"] = check(out["peak_rss_mib"], "reported")
+    return result
+
+
+def peer_checks(out: dict) -> dict:
+    """Service (same model as the peer) against the peer at each compute type; int8 carries the targets."""
+    ours = {r["concurrency"]: r for r in out["service_same_model"]}
+    result = {}
+    for compute_type in COMPUTE_TYPES:
+        theirs = {r["concurrency"]: r for r in out["peer"][compute_type]}
+        targets = (">= 2.5", "<= 0.6", "<= 0.8") if compute_type == "int8" else ("info",) * 3
+        result[f"c16 throughput / peer {compute_type}"] = check(
+            ours[16]["audio_seconds_per_second"] / theirs[16]["audio_seconds_per_second"], targets[0])
+        result[f"c16 p50 latency / peer {compute_type}"] = check(
+            ours[16]["latency_p50"] / theirs[16]["latency_p50"], targets[1])
+        result[f"c1 p50 latency / peer {compute_type}"] = check(
+            ours[1]["latency_p50"] / theirs[1]["latency_p50"], targets[2])
+    return result

@@ -1,0 +1,94 @@
+"""What each benchmark profile runs: the pipeline, its clips, the load levels and which comparisons.
+
+- demo: Whisper tiny.en / base (real weights) and the demo router, against the peer server (int8 and
+  float32) on the same weights;
+- qwen: the ~45 M Qwen3-ASR stand-in (kept as the quick profile and the CI smoke test);
+- qwen-full: Qwen3-ASR-1.7B dimensions (bench/full_size.py) on a 1–30 s length mix.
+
+Adding a profile is one builder in SETUPS; adding a service variant (an engine, a batching policy) is one
+more Settings in `BenchSetup.variants`, measured under the same load and reported as service rows of
+their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.metrics import Metrics
+from app.pipeline import Pipeline
+from app.settings import Settings
+from bench.clips import Clip, benchmark_mix, length_mix
+
+
+@dataclass
+class BenchSetup:
+    name: str
+    pipeline: Pipeline
+    settings: Settings  # the service as deployed (the "service" rows)
+    clips: list[Clip]
+    levels: list[int]
+    requests: Callable[[int], int]  # requests sent at a concurrency level
+    facts: dict  # parameters, device, dtype: printed and recorded
+    peer_model: str | None = None  # demo: the Whisper model the peer serves ("tiny.en" | "base")
+    adapter_dir: Path | None = None  # Qwen3-ASR: the adapter the in-place toggle baseline merges
+    route_mix: bool = False  # time the 50/50 route mix three ways (mixed, grouped, toggle)
+    bare_call_repeats: int = 3  # 0: skip the bare-call latency floor
+    variants: dict[str, Settings] = field(default_factory=dict)  # more service rows: name -> settings
+
+
+def service_settings(profile: str, max_batch: int) -> Settings:
+    return Settings(profile=profile, max_batch_items=max_batch, max_batch_wait_ms=30.0,
+                    max_queue_audio_seconds=100_000, max_queue_segments=100_000, request_timeout_seconds=3600)
+
+
+def at_least_twice(requests: int) -> Callable[[int], int]:
+    return lambda level: max(requests, 2 * level)
+
+
+def demo_setup(args: argparse.Namespace) -> BenchSetup:
+    from app.profiles import load_pipeline
+
+    settings = service_settings("demo", args.max_batch)
+    pipeline = load_pipeline(settings, Metrics())
+    recognizer = pipeline.recognizer
+    parameters = sum(p.numel() for r in (recognizer.base, recognizer.robust) for p in r.model.parameters())
+    return BenchSetup("demo", pipeline, settings, benchmark_mix(), _levels(args.concurrency),
+                      at_least_twice(args.requests), _facts(pipeline, parameters),
+                      peer_model=None if args.no_peer else args.peer_model)
+
+
+def qwen_setup(args: argparse.Namespace) -> BenchSetup:
+    from bench.qwen_profile import qwen_bench_pipeline
+
+    pipeline, adapter_dir = qwen_bench_pipeline()
+    parameters = sum(p.numel() for p in pipeline.recognizer.model.parameters())
+    return BenchSetup("qwen", pipeline, service_settings("tests", args.max_batch), benchmark_mix(),
+                      _levels(args.concurrency), at_least_twice(args.requests), _facts(pipeline, parameters),
+                      adapter_dir=adapter_dir, route_mix=True)
+
+
+def full_size_setup(args: argparse.Namespace) -> BenchSetup:
+    from bench.full_size import full_size_pipeline
+
+    built = full_size_pipeline(dims=args.full_dims)
+    levels = _levels(args.full_concurrency)
+    counts = dict(zip(levels, [int(n) for n in args.full_requests.split(",")], strict=True))
+    return BenchSetup("qwen-full", built.pipeline, service_settings("tests", args.max_batch),
+                      length_mix(args.full_clips), levels, counts.__getitem__, built.facts,
+                      adapter_dir=built.adapter_dir, bare_call_repeats=0)
+
+
+def _levels(text: str) -> list[int]:
+    return [int(level) for level in text.split(",")]
+
+
+def _facts(pipeline: Pipeline, parameters: int) -> dict:
+    return {"parameters": parameters, "device": pipeline.device, "dtype": pipeline.dtype,
+            "dtype_reason": pipeline.dtype_reason}
+
+
+SETUPS: dict[str, Callable[[argparse.Namespace], BenchSetup]] = {
+    "demo": demo_setup, "qwen": qwen_setup, "qwen-full": full_size_setup}

@@ -1,0 +1,78 @@
+"""The benchmark harness end to end on the small Qwen3-ASR profile (the CI smoke test of `make bench`),
+and its checks and report on fixed figures."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from bench import report
+from bench.checks import check, profile_checks
+from bench.clips import benchmark_mix, length_mix
+from bench.qwen_profile import qwen_bench_pipeline
+from bench.run import run_profile
+from bench.setups import BenchSetup, service_settings
+
+
+@pytest.mark.slow
+def test_small_profile_runs_through_the_whole_harness():
+    pipeline, adapter_dir = qwen_bench_pipeline()
+    facts = {"parameters": 1, "device": pipeline.device, "dtype": pipeline.dtype}
+    setup = BenchSetup("qwen", pipeline, service_settings("tests", 4), benchmark_mix(shorts=3, mediums=1, longs=0),
+                       [1, 2], lambda level: 2 * level, facts, adapter_dir=adapter_dir, bare_call_repeats=1)
+    out = run_profile(setup)
+    assert [row["concurrency"] for row in out["service"]] == [1, 2]
+    assert [row["ok"] for row in out["service"]] == [2, 4]
+    assert [b["name"] for b in out["baselines"]] == ["sequential", "ideal"]
+    assert out["bare_call_seconds"] > 0 and 0 < out["router_share_of_inference"] < 1
+    out.update(peak_rss_mib=1.0, wall_seconds=60.0, other_processes_cpu_share=0.0)
+    out["checks"] = profile_checks("qwen", out)
+    assert {"c16 throughput / sequential", "c16 throughput / ideal", "router share of inference",
+            "c1 latency / bare call (same clip)"} <= set(out["checks"])
+    table = report.markdown({"machine": "test machine", "profiles": {"qwen": out}})
+    assert "dtype float32" in table and "| sequential (in-process) |" in table
+
+
+def test_check_compares_or_only_reports():
+    assert check(2.6, ">= 2.5")["passed"] and not check(0.7, "<= 0.6")["passed"]
+    assert check(0.009, "< 0.01")["passed"] and not check(0.01, "< 0.01")["passed"]
+    assert "passed" not in check(9000.0, "reported") and "passed" not in check(1.1, "info")
+
+
+def row(concurrency: int, throughput: float, p50: float) -> dict:
+    return {"concurrency": concurrency, "audio_seconds_per_second": throughput, "latency_p50": p50}
+
+
+def test_demo_is_checked_against_the_peer_in_int8_and_float32_is_printed():
+    out = {"service": [row(1, 5, 1), row(16, 30, 2)], "router_share_of_inference": 0.01,
+           "baselines": [{"name": "sequential", "audio_seconds_per_second": 10},
+                         {"name": "ideal", "audio_seconds_per_second": 40}],
+           "service_same_model": [row(1, 5, 0.7), row(16, 30, 3.0)],
+           "peer": {"int8": [row(1, 8, 1.0), row(16, 10, 6.0)], "float32": [row(1, 4, 2.0), row(16, 5, 12.0)]}}
+    checks = profile_checks("demo", out)
+    assert checks["c16 throughput / peer int8"] == {"value": 3.0, "target": ">= 2.5", "passed": True}
+    assert checks["c16 p50 latency / peer int8"] == {"value": 0.5, "target": "<= 0.6", "passed": True}
+    assert checks["c1 p50 latency / peer int8"]["value"] == pytest.approx(0.7)
+    assert checks["c16 throughput / peer float32"] == {"value": 6.0, "target": "info"}
+    assert checks["c16 throughput / sequential"]["value"] == 3.0 and checks["c16 throughput / ideal"]["value"] == 0.75
+
+
+def test_full_size_targets():
+    out = {"service": [row(1, 1, 10), row(16, 4.4, 50)], "router_share_of_inference": 0.004, "peak_rss_mib": 9000.0,
+           "baselines": [{"name": "sequential", "audio_seconds_per_second": 1.0},
+                         {"name": "ideal", "audio_seconds_per_second": 5.0}]}
+    checks = profile_checks("qwen-full", out)
+    assert checks["c16 throughput / sequential"] == {"value": 4.4, "target": ">= 4", "passed": True}
+    assert checks["c16 throughput / ideal"] == {"value": pytest.approx(0.88), "target": ">= 0.85", "passed": True}
+    assert checks["router share of inference"]["passed"]
+    assert checks["peak RSS MiB (process, so far)"] == {"value": 9000.0, "target": "reported"}
+
+
+def test_length_mix_spans_one_to_thirty_seconds_of_real_speech():
+    clips = length_mix(8)
+    seconds = sorted(c.seconds for c in clips)
+    assert seconds[0] == pytest.approx(1.0, abs=0.01) and seconds[-1] == pytest.approx(30.0, abs=0.01)
+    assert all(b / a == pytest.approx(30 ** (1 / 7), rel=0.01) for a, b in itertools.pairwise(seconds))
+    assert [c.seconds for c in clips] != seconds  # arrival order is not sorted
+    assert all(abs(c.samples).max() > 0.01 for c in clips)
