@@ -30,6 +30,11 @@ def exact_fp32_matmuls():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def answers(results) -> list[tuple]:
+    """What was decoded (text, language, tokens); the float confidence depends on the kernels' batch shape."""
+    return [(r.text, r.language, r.num_tokens) for r in results]
+
+
 def test_auto_resolves_to_cuda_in_bf16():
     placement = resolve_placement()
     assert placement.device.type == "cuda"
@@ -49,8 +54,8 @@ def test_tiny_qwen_in_bf16_on_cuda_batched_equals_alone():
     recognizer, _ = tiny_on_cuda(torch.bfloat16)
     items = [RecognitionItem(clip(s, i), language="en" if i % 2 else None)
              for i, s in enumerate((0.3, 2.0, 7.0, 12.0))]
-    batched = recognizer.recognize(items)
-    alone = [recognizer.recognize([item])[0] for item in items]
+    batched = answers(recognizer.recognize(items))
+    alone = [answers(recognizer.recognize([item]))[0] for item in items]
     differing = [i for i, (a, b) in enumerate(zip(batched, alone)) if a != b]
     assert not differing, f"rows {differing} change with their neighbours in bf16 on CUDA: {batched} vs {alone}"
 
@@ -81,12 +86,31 @@ def test_mixed_route_lora_gate_on_cuda(tmp_path, dtype):
     before = {k: v.clone() for k, v in models[0].state_dict().items()}
     audios = [clip(1.3, 0), clip(2.6, 1), clip(0.7, 2), clip(3.1, 3)]
     robust = [True, False, False, True]
-    mixed = gated.recognize([RecognitionItem(a, robust=r, language="en") for a, r in zip(audios, robust)])
+    mixed = answers(gated.recognize([RecognitionItem(a, robust=r, language="en") for a, r in zip(audios, robust)]))
     assert adapter.gate.device.type == "cuda"
-    base_alone = plain.recognize([RecognitionItem(a, language="en") for a in audios])
+    base_alone = answers(plain.recognize([RecognitionItem(a, language="en") for a in audios]))
     assert [mixed[i] for i in (1, 2)] == [base_alone[i] for i in (1, 2)]
     if dtype == torch.float32:  # bf16: W + BA rounded once differs from W x + B(A x) by rounding alone
-        robust_alone = merged.recognize([RecognitionItem(a, robust=True, language="en") for a in audios])
+        robust_alone = answers(merged.recognize([RecognitionItem(a, robust=True, language="en") for a in audios]))
         assert [mixed[i] for i in (0, 3)] == [robust_alone[i] for i in (0, 3)]
-    assert any(mixed[i].text != base_alone[i].text for i in (0, 3))  # the adapter acts on robust rows
+    assert any(mixed[i][0] != base_alone[i][0] for i in (0, 3))  # the adapter acts on robust rows
     assert all(torch.equal(before[k], v) for k, v in models[0].state_dict().items())
+
+
+def test_rows_joining_mid_decode_on_cuda_equal_each_row_alone(tmp_path):
+    """The decode session on the GPU: slot cache, masks and LoRA gate on the device, rows joining later."""
+    model, processor = build_tiny_qwen3_asr(seed=0)
+    adapter_dir = write_tiny_adapter(tmp_path / "adapter", model, seed=2)
+    model = model.to(CUDA)
+    recognizer = Qwen3ASRRecognizer(model, processor, device=CUDA, dtype=torch.float32,
+                                    adapter=MegaAdapter.attach(model, adapter_dir), max_new_tokens=24)
+    items = [RecognitionItem(clip(s, i), robust=bool(i % 2), language="en" if i == 2 else None)
+             for i, s in enumerate((0.4, 12.0, 3.0, 7.0))]
+    session, results, step = recognizer.open_session(4), {}, 0
+    while step < 6 or session.running:
+        joining = {0: [0], 2: [1], 5: [2, 3]}.get(step, [])
+        for update in session.join([(i, items[i]) for i in joining]) + session.step():
+            if update.result is not None:
+                results[update.key] = update.result
+        step += 1
+    assert answers([results[i] for i in range(4)]) == [answers(recognizer.recognize([it]))[0] for it in items]
