@@ -7,6 +7,11 @@ Issue 10 targets:
 - full size (qwen-full): service at c=16 >= 4x the sequential baseline and >= 0.85x the ideal; router < 1 %
   of inference time; peak RSS reported.
 The demo and small qwen profiles keep the earlier (issue 7) service-vs-baseline targets.
+
+Issue 11 targets (the continuous engine against the static one, measured under the same load):
+- full size: c=16 p50 <= 0.5x the static engine's, c=16 throughput >= 1.2x;
+- demo: a short clip's p50 while four clients send 44 s recordings <= 3x its idle p50;
+- time to the first streamed delta of a 30 s segment at c=1 <= its bare prefill + 1.5 decode steps.
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ def check(value: float, target: str) -> dict:
 
 
 def profile_checks(name: str, out: dict) -> dict:
-    if name == "qwen-full":
-        return full_size_checks(out)
+    result = full_size_checks(out) if name == "qwen-full" else demo_and_small_checks(out)
+    result.update(engine_checks(out, full_size=name == "qwen-full"))
+    return result
+
+
+def demo_and_small_checks(out: dict) -> dict:
     result = baseline_checks(out, sequential=">= 3", ideal=">= 0.8", router="< 0.02")
     if out.get("bare_call_seconds"):
         result["c1 latency / bare call (same clip)"] = check(
@@ -74,4 +83,28 @@ def peer_checks(out: dict) -> dict:
             ours[16]["latency_p50"] / theirs[16]["latency_p50"], targets[1])
         result[f"c1 p50 latency / peer {compute_type}"] = check(
             ours[1]["latency_p50"] / theirs[1]["latency_p50"], targets[2])
+    return result
+
+
+def engine_checks(out: dict, full_size: bool) -> dict:
+    """Continuous against static engine; latency under load; time to the first streamed text."""
+    result = {}
+    if "service_static" in out:
+        ours = {r["concurrency"]: r for r in out["service"]}
+        static = {r["concurrency"]: r for r in out["service_static"]}
+        level = 16 if 16 in ours else max(ours)
+        result[f"c{level} p50 continuous / static engine"] = check(
+            ours[level]["latency_p50"] / static[level]["latency_p50"], "<= 0.5" if full_size else "info")
+        result[f"c{level} throughput continuous / static engine"] = check(
+            ours[level]["audio_seconds_per_second"] / static[level]["audio_seconds_per_second"],
+            ">= 1.2" if full_size else "info")
+    if "under_load" in out:
+        result["short clip p50 under load / idle"] = check(out["under_load"]["ratio"], "<= 3")
+    if "under_load_static" in out:
+        result["short clip p50 under load / idle (static engine)"] = check(out["under_load_static"]["ratio"],
+                                                                          "info")
+    if "first_delta" in out and "bare" in out["first_delta"]:
+        bare = out["first_delta"]["bare"]
+        result["first delta of a 30 s segment / (prefill + 1.5 steps)"] = check(
+            out["first_delta"]["first_delta_p50"] / (bare["prefill"] + 1.5 * bare["step"]), "<= 1")
     return result

@@ -89,3 +89,13 @@ def length_mix(count: int = 16, shortest: float = 1.0, longest: float = 30.0, se
 
 def _kind(seconds: float) -> str:
     return "short" if seconds <= 5 else "medium" if seconds <= 20 else "long"
+
+
+def recording_of(seconds: float, name: str, seed: int = 1) -> Clip:
+    """Real recordings joined with pauses, cut to `seconds` (a long file, or one full segment)."""
+    joined = _join(_until(english_recordings(), random.Random(seed), seconds), name, _kind(seconds))
+    return Clip(name, joined.kind, joined.samples[: int(seconds * RATE)], joined.reference)
+
+
+def short_clip(name: str = "goforward") -> Clip:
+    return next(clip for clip in english_recordings() if clip.name == name)

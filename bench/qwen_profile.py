@@ -28,6 +28,10 @@ from models.tiny.qwen3_asr import build_tiny_processor, tiny_config_dict
 from models.tiny.router import build_tiny_router
 
 GENERATED_TOKENS = 24  # every item decodes exactly this many tokens
+# The LM head rows of the tokens past ASCII (byte tokens 128-255, the special tokens) are zeroed: random
+# weights then write ASCII (whole characters, as text is), so streamed deltas come with every token, as with
+# a real vocabulary, instead of waiting on half of a random UTF-8 sequence.
+ASCII_TOKENS = 128
 # ~45 M parameters: 4 encoder layers of width 384, 6 LLM layers of width 768 (Qwen3-ASR-1.7B: 24 and 28
 # layers of width 1024 and 2048).
 AUDIO_SIZE = {"encoder_layers": 4, "encoder_attention_heads": 6, "encoder_ffn_dim": 1536, "d_model": 384,
@@ -49,18 +53,19 @@ def build_bench_model(seed: int = 0, audio_size: dict | None = None, text_size: 
     torch.manual_seed(seed)
     with torch.device(device):
         model = Qwen3ASRForConditionalGeneration._from_config(config, dtype=dtype).eval()
+    with torch.no_grad():  # tied: the embedding rows too, which only special tokens of the prompt use
+        model.lm_head.weight[ASCII_TOKENS:] = 0
     return model, build_tiny_processor()
 
 
 def qwen_bench_pipeline(seed: int = 0) -> tuple[Pipeline, Path]:
     """(the pipeline, the adapter directory it attached)."""
     model, processor = build_bench_model(seed)
-    model.generation_config.min_new_tokens = GENERATED_TOKENS  # no early end token: fixed work per item
     adapter_dir = write_tiny_adapter(Path(tempfile.mkdtemp(prefix="bench-adapter-")), model, seed=seed,
                                      scale=0.05)
     adapter = MegaAdapter.attach(model, adapter_dir)
     recognizer = Qwen3ASRRecognizer(model, processor, adapter=adapter, max_new_tokens=GENERATED_TOKENS,
-                                    min_new_tokens_budget=GENERATED_TOKENS)
+                                    min_new_tokens_budget=GENERATED_TOKENS, suppress_end_tokens=True)
     pipeline = Pipeline(recognizer, RouterScorer(build_tiny_router(seed)), routing="router",
                         description="bench: random-weight Qwen3-ASR (~45 M parameters) + Mega-ASR adapter",
                         device="cpu", dtype="float32", dtype_reason="the small profile always runs fp32 on CPU")

@@ -23,11 +23,13 @@ from app.pipeline import Pipeline
 from app.settings import Settings
 from bench import baselines, report
 from bench.checks import profile_checks
+from bench.clips import recording_of, short_clip
 from bench.loadgen import run_load
 from bench.machine import cpu_meter, machine_description
 from bench.peer import COMPUTE_TYPES, peer_model_name, peer_server
 from bench.quality import wer
 from bench.setups import SETUPS, BenchSetup
+from bench.under_load import bare_prefill_and_step, short_clip_under_load, time_to_first_delta
 
 CACHE = Path(os.environ.get("MEGA_ASR_BENCH_CACHE", Path.home() / ".cache" / "mega-asr" / "bench"))
 URL_PATH = "/v1/audio/transcriptions"
@@ -95,6 +97,7 @@ def load_levels(url: str, setup: BenchSetup, fields: dict[str, str], label: str)
 
 def measure_service(setup: BenchSetup, settings: Settings, out: dict, key: str) -> None:
     """Serve the pipeline with `settings` and fill out[key] (load rows) and its metrics-derived figures."""
+    suffix = key.removeprefix("service")
     with serving(settings, setup.pipeline) as base:
         out[key], out[f"{key}_texts"] = load_levels(base + URL_PATH, setup, FIELDS, key)
         if key == "service":
@@ -105,8 +108,15 @@ def measure_service(setup: BenchSetup, settings: Settings, out: dict, key: str) 
                 same = {**FIELDS, "route": PEER_ROUTE[setup.peer_model]}
                 out["service_same_model"] = [asyncio.run(run_load(
                     base + URL_PATH, setup.clips, c, setup.requests(c), same)).summary() for c in (1, 16)]
+        if setup.under_load:
+            scenario = short_clip_under_load(base, short_clip(), recording_of(44.0, "long44"), FIELDS,
+                                             samples=setup.scenario_samples)
+            out[f"under_load{suffix}"] = asyncio.run(scenario)
+            print(f"[{setup.name}] {key} short clip under load: {out[f'under_load{suffix}']}", flush=True)
+        if setup.first_delta and key == "service":
+            out["first_delta"] = asyncio.run(time_to_first_delta(base, recording_of(30.0, "segment30"), FIELDS,
+                                                                 repeats=min(3, setup.scenario_samples)))
         metrics = scrape(base)
-    suffix = key.removeprefix("service")
     out[f"batch_size_histogram{suffix}"] = batch_histogram(metrics)
     out[f"router_share_of_inference{suffix}"] = (metrics.get("asr_router_duration_seconds_sum", 0.0)
                                                 / max(metrics.get("asr_inference_duration_seconds_sum", 0.0), 1e-9))
@@ -140,6 +150,9 @@ def run_profile(setup: BenchSetup) -> dict:
     measure_service(setup, setup.settings, out, "service")
     for variant, settings in setup.variants.items():
         measure_service(setup, settings, out, f"service_{variant}")
+    if setup.first_delta:  # the model's own cost for that segment alone, in-process
+        out["first_delta"]["bare"] = bare_prefill_and_step(setup.pipeline.recognizer, recording_of(30.0, "segment30"),
+                                                           repeats=min(3, setup.scenario_samples))
     toggle = None
     if setup.adapter_dir is not None:  # Qwen3-ASR: upstream serves one file at a time with an in-place LoRA toggle
         from bench.qwen_profile import in_place_toggle, route_mix_comparison

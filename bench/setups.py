@@ -37,11 +37,19 @@ class BenchSetup:
     route_mix: bool = False  # time the 50/50 route mix three ways (mixed, grouped, toggle)
     bare_call_repeats: int = 3  # 0: skip the bare-call latency floor
     variants: dict[str, Settings] = field(default_factory=dict)  # more service rows: name -> settings
+    under_load: bool = False  # a short clip's latency while 4 clients send 44 s recordings (each engine)
+    first_delta: bool = False  # stream=true on one 30 s segment: first delta vs the bare prefill + a step
+    scenario_samples: int = 8  # requests timed per scenario measurement (under load: idle and loaded each)
 
 
-def service_settings(profile: str, max_batch: int) -> Settings:
-    return Settings(profile=profile, max_batch_items=max_batch, max_batch_wait_ms=30.0,
+def service_settings(profile: str, max_batch: int, engine: str = "continuous") -> Settings:
+    return Settings(profile=profile, max_batch_items=max_batch, max_batch_wait_ms=30.0, engine=engine,
                     max_queue_audio_seconds=100_000, max_queue_segments=100_000, request_timeout_seconds=3600)
+
+
+def static_engine(profile: str, max_batch: int) -> dict[str, Settings]:
+    """The previous engine (a batch runs to its end), measured under the same load for comparison."""
+    return {"static": service_settings(profile, max_batch, engine="static")}
 
 
 def at_least_twice(requests: int) -> Callable[[int], int]:
@@ -57,7 +65,8 @@ def demo_setup(args: argparse.Namespace) -> BenchSetup:
     parameters = sum(p.numel() for r in (recognizer.base, recognizer.robust) for p in r.model.parameters())
     return BenchSetup("demo", pipeline, settings, benchmark_mix(), _levels(args.concurrency),
                       at_least_twice(args.requests), _facts(pipeline, parameters),
-                      peer_model=None if args.no_peer else args.peer_model)
+                      peer_model=None if args.no_peer else args.peer_model,
+                      variants=static_engine("demo", args.max_batch), under_load=True, first_delta=True)
 
 
 def qwen_setup(args: argparse.Namespace) -> BenchSetup:
@@ -78,7 +87,8 @@ def full_size_setup(args: argparse.Namespace) -> BenchSetup:
     counts = dict(zip(levels, [int(n) for n in args.full_requests.split(",")], strict=True))
     return BenchSetup("qwen-full", built.pipeline, service_settings("tests", args.max_batch),
                       length_mix(args.full_clips), levels, counts.__getitem__, built.facts,
-                      adapter_dir=built.adapter_dir, bare_call_repeats=0)
+                      adapter_dir=built.adapter_dir, bare_call_repeats=0,
+                      variants=static_engine("tests", args.max_batch), first_delta=True)
 
 
 def _levels(text: str) -> list[int]:

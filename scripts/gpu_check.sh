@@ -17,7 +17,7 @@ PY="${PYTHON:-python3}"
 RESULTS="${OUT:-results/gpu}"
 mkdir -p "$RESULTS"
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-if ! "$PY" -c "import fastapi, uvicorn, pydantic_settings, soundfile, soxr" 2>/dev/null; then
+if ! "$PY" -c "import fastapi, uvicorn, pydantic_settings, soundfile, soxr, silero_vad" 2>/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/mega-asr-site \
     .whl/*.whl || { echo "gpu_check: cannot install the wheels in .whl/ (run scripts/gpu_wheels.sh)"; exit 2; }
   export PYTHONPATH="/tmp/mega-asr-site${PYTHONPATH:+:$PYTHONPATH}"

@@ -12,6 +12,7 @@ WHEELS=(
   typing-inspection==0.4.5 annotated-types==0.8.0 typing-extensions==4.16.0
   uvicorn==0.54.0 h11==0.16.0 python-multipart==0.0.34
   soundfile==0.14.0 cffi==2.1.1 pycparser==3.12 soxr==1.1.0
+  silero-vad==6.2.3 packaging==26.4
 )
 exclude="$(git rev-parse --git-common-dir)/info/exclude"
 grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"

@@ -8,11 +8,11 @@ import itertools
 import pytest
 
 from bench import report
-from bench.checks import check, profile_checks
+from bench.checks import check, engine_checks, profile_checks
 from bench.clips import benchmark_mix, length_mix
 from bench.qwen_profile import qwen_bench_pipeline
 from bench.run import run_profile
-from bench.setups import BenchSetup, service_settings
+from bench.setups import BenchSetup, service_settings, static_engine
 
 
 @pytest.mark.slow
@@ -20,16 +20,22 @@ def test_small_profile_runs_through_the_whole_harness():
     pipeline, adapter_dir = qwen_bench_pipeline()
     facts = {"parameters": 1, "device": pipeline.device, "dtype": pipeline.dtype}
     setup = BenchSetup("qwen", pipeline, service_settings("tests", 4), benchmark_mix(shorts=3, mediums=1, longs=0),
-                       [1, 2], lambda level: 2 * level, facts, adapter_dir=adapter_dir, bare_call_repeats=1)
+                       [1, 2], lambda level: 2 * level, facts, adapter_dir=adapter_dir, bare_call_repeats=1,
+                       variants=static_engine("tests", 4), under_load=True, first_delta=True, scenario_samples=2)
     out = run_profile(setup)
     assert [row["concurrency"] for row in out["service"]] == [1, 2]
-    assert [row["ok"] for row in out["service"]] == [2, 4]
+    assert [row["ok"] for row in out["service"]] == [2, 4] == [row["ok"] for row in out["service_static"]]
+    assert out["under_load"]["loaded_p50"] > 0 and out["under_load_static"]["idle_p50"] > 0
+    assert 0 < out["first_delta"]["first_delta_p50"] <= out["first_delta"]["done_p50"]
+    assert out["first_delta"]["bare"]["prefill"] > 0 and out["first_delta"]["bare"]["step"] > 0
     assert [b["name"] for b in out["baselines"]] == ["sequential", "ideal"]
     assert out["bare_call_seconds"] > 0 and 0 < out["router_share_of_inference"] < 1
     out.update(peak_rss_mib=1.0, wall_seconds=60.0, other_processes_cpu_share=0.0)
     out["checks"] = profile_checks("qwen", out)
     assert {"c16 throughput / sequential", "c16 throughput / ideal", "router share of inference",
-            "c1 latency / bare call (same clip)"} <= set(out["checks"])
+            "c1 latency / bare call (same clip)", "c2 p50 continuous / static engine",
+            "short clip p50 under load / idle", "first delta of a 30 s segment / (prefill + 1.5 steps)"
+            } <= set(out["checks"])
     table = report.markdown({"machine": "test machine", "profiles": {"qwen": out}})
     assert "dtype float32" in table and "| sequential (in-process) |" in table
 
@@ -76,3 +82,17 @@ def test_length_mix_spans_one_to_thirty_seconds_of_real_speech():
     assert all(b / a == pytest.approx(30 ** (1 / 7), rel=0.01) for a, b in itertools.pairwise(seconds))
     assert [c.seconds for c in clips] != seconds  # arrival order is not sorted
     assert all(abs(c.samples).max() > 0.01 for c in clips)
+
+
+def test_engine_targets():
+    out = {"service": [row(1, 1, 10), row(16, 6, 40)], "service_static": [row(1, 1, 11), row(16, 4, 100)],
+           "under_load": {"ratio": 1.4}, "under_load_static": {"ratio": 19.0},
+           "first_delta": {"first_delta_p50": 1.2, "bare": {"prefill": 1.0, "step": 0.2}}}
+    checks = engine_checks(out, full_size=True)
+    assert checks["c16 p50 continuous / static engine"] == {"value": 0.4, "target": "<= 0.5", "passed": True}
+    assert checks["c16 throughput continuous / static engine"] == {"value": 1.5, "target": ">= 1.2", "passed": True}
+    assert checks["short clip p50 under load / idle"]["passed"]
+    assert checks["short clip p50 under load / idle (static engine)"] == {"value": 19.0, "target": "info"}
+    assert checks["first delta of a 30 s segment / (prefill + 1.5 steps)"] == {
+        "value": pytest.approx(0.923, abs=1e-3), "target": "<= 1", "passed": True}
+    assert engine_checks(out, full_size=False)["c16 p50 continuous / static engine"]["target"] == "info"
