@@ -72,8 +72,13 @@ def gate(segments: Sequence[np.ndarray], config: SpeechGateConfig) -> list[GateO
     if not config.enabled:
         return outcomes
     candidates = [i for i, outcome in enumerate(outcomes) if outcome == "speech"]
-    tracks = speech_probabilities([lifted(segments[i], config.lift_below_dbfs) for i in candidates])
+    def has_speech(track: np.ndarray) -> bool:  # more frames only lengthen the runs: a yes stays a yes
+        return speech_seconds(track, config.threshold) >= config.min_speech_seconds
+
+    # Speech usually starts within a second: stop scoring once every segment has enough of it.
+    tracks = speech_probabilities([lifted(segments[i], config.lift_below_dbfs) for i in candidates],
+                                  enough=has_speech)
     for index, track in zip(candidates, tracks):
-        if speech_seconds(track, config.threshold) < config.min_speech_seconds:
+        if not has_speech(track):
             outcomes[index] = "no_speech"
     return outcomes

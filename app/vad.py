@@ -7,7 +7,7 @@ the service calls these from its decode thread pool, never from the event loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -37,11 +37,15 @@ def speech_timestamps(samples: np.ndarray) -> list[dict[str, int]]:
         return get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(samples)), _model(), sampling_rate=RATE)
 
 
-def speech_probabilities(blocks: Sequence[np.ndarray]) -> list[np.ndarray]:
+def speech_probabilities(blocks: Sequence[np.ndarray], enough: Callable[[np.ndarray], bool] | None = None,
+                         check_every: int = 16) -> list[np.ndarray]:
     """P(speech) per 32 ms frame of each block ([len(block) // 512] each; a trailing part frame is not scored).
 
     The blocks run as one batch (rows are independent: each starts from a fresh state), so a request's
-    segments cost about as much as its longest one.
+    segments cost about as much as its longest one. `enough`, when given, is asked every `check_every`
+    frames about each row's track so far; once it holds for every row, scoring stops there and the tracks
+    are that long. The model is recurrent, so the frames scored so far equal a full run's: a caller whose
+    decision cannot change with more frames (at least so much speech) gets the same decision sooner.
     """
     import torch
 
@@ -53,9 +57,20 @@ def speech_probabilities(blocks: Sequence[np.ndarray]) -> list[np.ndarray]:
     for row, (block, count) in enumerate(zip(blocks, frames)):
         batch[row, :count * FRAME] = block[:count * FRAME]
     audio = torch.from_numpy(batch)
+    scores: list[torch.Tensor] = []  # [B, 1] per frame
     with _LOCK, torch.inference_mode():
         model = _model()
         model.reset_states()
-        scores = [model(audio[:, step * FRAME:(step + 1) * FRAME], RATE) for step in range(steps)]  # [B, 1] each
-    probabilities = torch.cat(scores, dim=1).float().numpy()  # [B, steps]
+        for step in range(steps):
+            scores.append(model(audio[:, step * FRAME:(step + 1) * FRAME], RATE))
+            if enough is not None and (step + 1) % check_every == 0 and _all_enough(scores, frames, enough):
+                break
+    probabilities = torch.cat(scores, dim=1).float().numpy()  # [B, steps scored]
     return [probabilities[row, :count] for row, count in enumerate(frames)]
+
+
+def _all_enough(scores: list, frames: list[int], enough: Callable[[np.ndarray], bool]) -> bool:
+    import torch
+
+    so_far = torch.cat(scores, dim=1).float().numpy()  # [B, steps scored]
+    return all(enough(so_far[row, :count]) for row, count in enumerate(frames))

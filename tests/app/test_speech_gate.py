@@ -71,6 +71,21 @@ def test_speech_in_heavy_noise_still_passes_on_its_own_and_in_a_batch():
     assert speech_seconds(alone, CONFIG.threshold) >= CONFIG.min_speech_seconds
 
 
+def test_scoring_stops_once_every_segment_has_enough_speech_with_the_full_runs_frames():
+    speech = load(FIXTURES / "human" / "goforward.wav")
+    noise = load(FIXTURES / "nonspeech" / "chainsaw.flac")[:len(speech)]
+    full = speech_probabilities([speech, noise])
+
+    def enough(track: np.ndarray) -> bool:
+        return speech_seconds(track, CONFIG.threshold) >= CONFIG.min_speech_seconds
+
+    early = speech_probabilities([speech], enough=enough)[0]
+    assert 0 < len(early) < len(full[0]) and enough(early)
+    np.testing.assert_allclose(early, full[0][:len(early)], atol=1e-5)  # the frames a full run scores
+    together = speech_probabilities([speech, noise], enough=enough)  # the noise never has enough: no stop
+    assert [len(t) for t in together] == [len(t) for t in full]
+
+
 def test_speech_seconds_counts_hysteresis_runs():
     track = np.array([0.1, 0.6, 0.4, 0.36, 0.2, 0.9, 0.3, 0.5], np.float32)
     # runs: [0.6 0.4 0.36] (stays >= 0.35), then [0.9], then [0.5] to the end
