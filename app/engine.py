@@ -105,14 +105,15 @@ class Engine:
         keeps the admission (round-robin) order."""
         if not self.group_by_length or len(entries) < 2:
             return [entries] if entries else []
-        ordered = sorted(range(len(entries)), key=lambda index: entries[index][1].item.duration)
-        group_of, floor, group = {}, None, -1
-        for index in ordered:
+        groups: list[list[int]] = []  # entry indices; a group starts where a duration exceeds ratio x its floor
+        floor = 0.0
+        for index in sorted(range(len(entries)), key=lambda index: entries[index][1].item.duration):
             duration = entries[index][1].item.duration
-            if floor is None or duration > self.length_ratio * max(floor, 1.0):
-                floor, group = duration, group + 1
-            group_of[index] = group
-        return [[entries[i] for i in range(len(entries)) if group_of[i] == g] for g in range(group + 1)]
+            if not groups or duration > self.length_ratio * max(floor, 1.0):
+                floor = duration
+                groups.append([])
+            groups[-1].append(index)
+        return [[entries[i] for i in sorted(group)] for group in groups]
 
     def _join(self, group: list[tuple[int, RoutedJob]], it: Iteration) -> None:
         try:

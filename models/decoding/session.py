@@ -121,7 +121,7 @@ class SteppedSession(abc.ABC):
 
     @torch.inference_mode()
     def reset(self) -> None:
-        for row in list(self.rows):
+        for row in reversed(self.rows):  # last first: removing the last row moves no other row's slots
             self._remove(row)
 
     # --- internals -----------------------------------------------------------------------------------
