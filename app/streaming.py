@@ -24,7 +24,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from app import formats
-from app.audio import DecodedAudio
+from app.audio.decoding import DecodedAudio
 from app.errors import DeadlineExceeded, ServiceError, envelope
 from app.state import ServiceState
 from app.transcript import Transcript

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.audio import DecodedAudio, decode_audio
+from app.audio.decoding import DecodedAudio, decode_audio
 from app.batching import Batcher
 from app.metrics import Metrics
 from app.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult

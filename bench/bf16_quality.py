@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.audio import decode_audio
+from app.audio.decoding import decode_audio
 from app.evaluation.calibrate import point_at
 from app.evaluation.command import EvaluationResult, evaluate
 from app.evaluation.manifest import read_manifest

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from app.audio import decode_audio, rms_dbfs
+from app.audio.decoding import decode_audio, rms_dbfs
 from app.evaluation.manifest import read_manifest
 from models.router_training.degrade import degradation_table, mix_at_snr, packet_dropout
 

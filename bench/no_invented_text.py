@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from app.audio import decode_audio
+from app.audio.decoding import decode_audio
 from app.evaluation.manifest import read_manifest
 from app.evaluation.scoring import corpus_rate, count_errors, normalize
 from bench.degraded_manifest import degrade_variants, survival_variants

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.audio import decode_audio
+from app.audio.decoding import decode_audio
 from app.errors import ServiceError
 from app.evaluation.manifest import ManifestItem
 from app.pipeline import Pipeline, RouteNotAvailable, SegmentJob, SegmentResult

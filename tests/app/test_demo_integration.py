@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.audio import decode_audio
+from app.audio.decoding import decode_audio
 from app.evaluation.scoring import corpus_rate, count_errors
 from app.main import create_app
 from app.settings import Settings

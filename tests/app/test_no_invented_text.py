@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.audio import decode_audio
+from app.audio.decoding import decode_audio
 from app.guards import GuardConfig
 from app.main import create_app
 from app.pipeline import Pipeline

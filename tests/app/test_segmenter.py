@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.audio import decode_audio
+from app.audio.decoding import decode_audio
 from app.segmenter import split_for_recognition
 
 RATE = 16_000

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.audio import decode_audio, rms_dbfs
+from app.audio.decoding import decode_audio, rms_dbfs
 from app.speech_gate import SpeechGateConfig, gate, lifted, speech_seconds
 from app.vad import speech_probabilities
 from bench.degraded_manifest import degrade_variants, survival_variants

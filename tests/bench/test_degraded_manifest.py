@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.audio import decode_audio, rms_dbfs
+from app.audio.decoding import decode_audio, rms_dbfs
 from bench.degraded_manifest import survival_variants, trimmed
 from models.router_training.degrade import snr_db
 

@@ -1,0 +1,1 @@
+"""audio: see the package docstring in the README's layout."""
