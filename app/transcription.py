@@ -19,7 +19,7 @@ from app.audio.decoding import DecodedAudio, decode_audio
 from app.batching import Batcher
 from app.metrics import Metrics
 from app.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
-from app.segmenter import Segment, split_for_recognition
+from app.audio.segmenter import Segment, split_for_recognition
 from app.speech_gate import GateOutcome, SpeechGateConfig, gate
 from app.transcript import UNSPACED, Transcript, assemble
 

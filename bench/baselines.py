@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.pipeline import Pipeline
-from app.segmenter import split_for_recognition
+from app.audio.segmenter import split_for_recognition
 from bench.clips import Clip
 from models.recognition import RecognitionItem
 

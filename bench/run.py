@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def route_mix_audio(clips: list, items: int = 16) -> list:
     """`items` segments with the same length distribution on both routes (pairs of equal clips)."""
-    from app.segmenter import split_for_recognition
+    from app.audio.segmenter import split_for_recognition
 
     segments = [s.samples for clip in clips for s in split_for_recognition(clip.samples)]
     return [segments[(i // 2) % len(segments)] for i in range(items)]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.audio.decoding import decode_audio
-from app.segmenter import split_for_recognition
+from app.audio.segmenter import split_for_recognition
 
 RATE = 16_000
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
