@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from app.audio.decoding import is_silent, rms_dbfs
-from app.vad import FRAME_SECONDS, speech_probabilities
+from app.audio.vad import FRAME_SECONDS, speech_probabilities
 
 if TYPE_CHECKING:
     from app.settings import Settings

@@ -1,6 +1,6 @@
 """Cutting long audio into segments of at most 30 s, at pauses, covering the input exactly once.
 
-Candidate cuts are the centres of pauses: gaps between speech found by silero-vad (app/vad.py) and runs
+Candidate cuts are the centres of pauses: gaps between speech found by silero-vad (app/audio/vad.py) and runs
 of low energy. Within each window the longest pause wins (later on ties); with
 no pause, the quietest 20 ms frame of the window's last third. Segments are contiguous and their
 lengths add up to the input, so no word is lost or transcribed twice at a cut.
@@ -105,7 +105,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def _vad_gaps(samples: np.ndarray, config: SegmenterConfig) -> list[tuple[int, int]]:
     """Gaps between silero-vad speech regions."""
-    from app.vad import speech_timestamps
+    from app.audio.vad import speech_timestamps
 
     speech = speech_timestamps(samples)
     gaps = [(left["end"], right["start"]) for left, right in itertools.pairwise(speech)]

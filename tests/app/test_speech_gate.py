@@ -10,7 +10,7 @@ import pytest
 
 from app.audio.decoding import decode_audio, rms_dbfs
 from app.speech_gate import SpeechGateConfig, gate, lifted, speech_seconds
-from app.vad import speech_probabilities
+from app.audio.vad import speech_probabilities
 from bench.degraded_manifest import degrade_variants, survival_variants
 from models.router_training.degrade import mix_at_snr
 
