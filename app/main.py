@@ -25,7 +25,7 @@ from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
 from app.pipeline import Pipeline, SegmentJob
 from app.settings import Settings
-from app.speech_gate import SpeechGateConfig
+from app.audio.speech_gate import SpeechGateConfig
 from app.state import ServiceState
 from app.transcription import Transcriber
 

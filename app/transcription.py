@@ -20,7 +20,7 @@ from app.batching import Batcher
 from app.metrics import Metrics
 from app.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
 from app.audio.segmenter import Segment, split_for_recognition
-from app.speech_gate import GateOutcome, SpeechGateConfig, gate
+from app.audio.speech_gate import GateOutcome, SpeechGateConfig, gate
 from app.transcript import UNSPACED, Transcript, assemble
 
 

@@ -112,7 +112,7 @@ def build_runner(options: EvaluateOptions, settings: Settings,
             pipeline = load_pipeline(settings, Metrics())
         except (OSError, ValueError, RuntimeError) as exc:  # the loaders' errors name what is missing
             raise EvaluationError(f"cannot load the {settings.profile} profile: {exc}") from exc
-    from app.speech_gate import SpeechGateConfig
+    from app.audio.speech_gate import SpeechGateConfig
 
     config = InProcessConfig(batch_size=options.batch_size, max_segment_seconds=settings.max_segment_seconds,
                              max_audio_seconds=settings.max_audio_seconds, progress=options.progress,

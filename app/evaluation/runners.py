@@ -26,7 +26,7 @@ from app.errors import ServiceError
 from app.evaluation.manifest import ManifestItem
 from app.pipeline import Pipeline, RouteNotAvailable, SegmentJob, SegmentResult
 from app.audio.segmenter import split_for_recognition
-from app.speech_gate import SpeechGateConfig, gate
+from app.audio.speech_gate import SpeechGateConfig, gate
 from app.transcript import assemble
 
 ROUTES = ("base", "robust")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.audio.decoding import decode_audio, rms_dbfs
-from app.speech_gate import SpeechGateConfig, gate, lifted, speech_seconds
+from app.audio.speech_gate import SpeechGateConfig, gate, lifted, speech_seconds
 from app.audio.vad import speech_probabilities
 from bench.degraded_manifest import degrade_variants, survival_variants
 from models.router_training.degrade import mix_at_snr
