@@ -1,7 +1,7 @@
 """Cross-request batching at the level of decode steps: a bounded fair queue of segments and the running
 rows of one decode session, driven by one inference worker.
 
-Each loop is one iteration on the worker (app.engine): cancelled rows leave, queued segments join the
+Each loop is one iteration on the worker (app.engine.iteration): cancelled rows leave, queued segments join the
 running rows (routed by the router in one call, prefilled in groups of similar length), and every running
 row decodes one token. A row leaves the moment it ends and its result is delivered at once; its text is
 delivered as it is decoded (streaming). When nothing runs, the first arrival waits at most `max_wait` for
@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from app.engine import Engine, Iteration, record_iteration
+from app.engine.iteration import Engine, Iteration, record_iteration
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.fair_queue import FairQueue, Throughput
 from app.metrics import Metrics

@@ -2,7 +2,7 @@
 pick each one's route, and turn the recognizer's answer into the service's result, every recognized text
 passing the hallucination guards (app/guards.py), the same for every recognizer.
 
-The batcher's engine (app.engine) routes the segments that join the running rows and finishes each row when
+The batcher's engine (app.engine.iteration) routes the segments that join the running rows and finishes each row when
 it ends; run_batch does route -> recognize -> finish for a whole batch at once (warm-up, evaluation).
 This runs on the single inference worker thread, never on the event loop. It knows nothing of HTTP or
 queues: it takes a list of jobs and returns a list of results of the same length.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from app.engine import Engine
+from app.engine.iteration import Engine
 
 
 def entries(*durations: float) -> list:

@@ -20,7 +20,7 @@ from app.metrics import Metrics
 from app.pipeline import Pipeline, RoutedJob, SegmentJob
 from models.recognition import DecodeSession, RowUpdate
 
-log = logging.getLogger("app.engine")
+log = logging.getLogger("app.engine.iteration")
 
 
 @dataclass

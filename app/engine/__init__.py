@@ -1,0 +1,1 @@
+"""engine: see the package docstring in the README's layout."""
