@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import api
-from app.batching import Batcher, BatchLimits
+from app.engine.batcher import Batcher, BatchLimits
 from app.errors import ServiceError, envelope, status_of
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware

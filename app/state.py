@@ -6,7 +6,7 @@ import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.batching import Batcher
+from app.engine.batcher import Batcher
 from app.metrics import Metrics
 from app.pipeline import Pipeline
 from app.settings import Settings

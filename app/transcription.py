@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.audio.decoding import DecodedAudio, decode_audio
-from app.batching import Batcher
+from app.engine.batcher import Batcher
 from app.metrics import Metrics
 from app.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
 from app.audio.segmenter import Segment, split_for_recognition

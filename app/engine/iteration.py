@@ -1,7 +1,7 @@
 """The inference worker's side of the batcher: one iteration = drop cancelled rows, route and prefill the
 admitted segments (they join the running rows), then one decode step for every running row.
 
-Runs only on the inference thread; the batcher (app.batching) calls `iterate` once per loop and gets back
+Runs only on the inference thread; the batcher (app.engine.batcher) calls `iterate` once per loop and gets back
 what happened. Failures are contained to the rows they concern:
 - a join that raises is retried row by row (CUDA out-of-memory: in halves), so one bad segment fails alone;
   a single segment that runs out of memory beside running rows goes back to the queue instead;

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from app.batching import Batcher, BatchLimits
+from app.engine.batcher import Batcher, BatchLimits
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.metrics import Metrics
 from app.pipeline import Pipeline, SegmentJob

@@ -13,7 +13,7 @@ import threading
 import pytest
 import torch
 
-from app.batching import Batcher, BatchLimits
+from app.engine.batcher import Batcher, BatchLimits
 from app.errors import InferenceFailed
 from app.guards import GuardConfig
 from app.metrics import Metrics

@@ -32,7 +32,7 @@ from app.metrics import Metrics
 from app.pipeline import Pipeline, RoutedJob, SegmentJob, SegmentResult
 from models.recognition import DecodeSession, open_session
 
-log = logging.getLogger("app.batching")
+log = logging.getLogger("app.engine.batcher")
 T = TypeVar("T")
 DeltaListener = Callable[[str], None]
 
