@@ -27,7 +27,7 @@ from typing import Literal, TypeVar
 
 from app.engine.iteration import Engine, Iteration, record_iteration
 from app.errors import InferenceFailed, NotReady, Overloaded
-from app.fair_queue import FairQueue, Throughput
+from app.engine.fair_queue import FairQueue, Throughput
 from app.metrics import Metrics
 from app.pipeline import Pipeline, RoutedJob, SegmentJob, SegmentResult
 from models.recognition import DecodeSession, open_session
