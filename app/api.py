@@ -18,7 +18,7 @@ from app import formats
 from app.errors import ClientClosed, DeadlineExceeded, InvalidRequest, NotFound, NotReady, Unauthorized
 from app.forms import parse_quality_form, parse_transcription_form, read_form
 from app.openapi import QUALITY_BODY, TRANSCRIPTION_BODY
-from app.pipeline import LanguageNotSupported, RouteNotAvailable
+from app.engine.pipeline import LanguageNotSupported, RouteNotAvailable
 from app.state import ServiceState
 from app.streaming import TranscriptStream, client_disconnected, streaming_response
 from app.transcription import TranscriptionOptions

@@ -23,7 +23,7 @@ from app.engine.batcher import Batcher, BatchLimits
 from app.errors import ServiceError, envelope, status_of
 from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
-from app.pipeline import Pipeline, SegmentJob
+from app.engine.pipeline import Pipeline, SegmentJob
 from app.settings import Settings
 from app.audio.speech_gate import SpeechGateConfig
 from app.state import ServiceState

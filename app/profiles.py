@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from app.guards import GuardConfig
 from app.metrics import Metrics
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from app.settings import Settings
 
 if TYPE_CHECKING:

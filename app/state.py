@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from app.engine.batcher import Batcher
 from app.metrics import Metrics
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from app.settings import Settings
 from app.transcription import Transcriber
 

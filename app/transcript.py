@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.pipeline import SegmentResult
+from app.engine.pipeline import SegmentResult
 
 # Languages written without spaces between words: segments are joined without a separator.
 UNSPACED = {"zh", "ja", "th", "yue", "lo", "km", "my"}

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from app.audio.segmenter import split_for_recognition
 from bench.clips import Clip
 from models.recognition import RecognitionItem

@@ -30,7 +30,7 @@ from app.evaluation.calibrate import point_at
 from app.evaluation.command import EvaluationResult, evaluate
 from app.evaluation.manifest import read_manifest
 from app.evaluation.runners import InProcessConfig, InProcessRunner
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from bench.bf16_emulation import Bf16MatmulOnFp32
 from models.recognition import Recognition, RecognitionItem
 

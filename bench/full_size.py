@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from bench.qwen_profile import AUDIO_SIZE, TEXT_SIZE, build_bench_model
 from models.device import Placement, resolve_placement
 from models.mega_adapter import MegaAdapter

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from models.mega_adapter import MegaAdapter, adapter_targets
 from models.qwen3_asr.recognizer import Qwen3ASRRecognizer
 from models.recognition import Recognition, RecognitionItem

@@ -19,7 +19,7 @@ import httpx
 import uvicorn
 
 from app.main import create_app
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from app.settings import Settings
 from bench import baselines, report
 from bench.checks import profile_checks

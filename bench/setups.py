@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.metrics import Metrics
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from app.settings import Settings
 from bench.clips import Clip, benchmark_mix, length_mix
 

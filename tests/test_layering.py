@@ -44,7 +44,7 @@ def test_nothing_heavy_at_import_time():
     import subprocess
     import sys
 
-    code = ("import sys, app.main, app.api, app.engine.batcher, app.pipeline, models.recognition;"
+    code = ("import sys, app.main, app.api, app.engine.batcher, app.engine.pipeline, models.recognition;"
             "heavy = [m for m in ('transformers', 'silero_vad') if m in sys.modules];"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

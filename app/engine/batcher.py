@@ -29,7 +29,7 @@ from app.engine.iteration import Engine, Iteration, record_iteration
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.engine.fair_queue import FairQueue, Throughput
 from app.metrics import Metrics
-from app.pipeline import Pipeline, RoutedJob, SegmentJob, SegmentResult
+from app.engine.pipeline import Pipeline, RoutedJob, SegmentJob, SegmentResult
 from models.recognition import DecodeSession, open_session
 
 log = logging.getLogger("app.engine.batcher")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.metrics import Metrics
-from app.pipeline import Pipeline, RoutedJob, SegmentJob
+from app.engine.pipeline import Pipeline, RoutedJob, SegmentJob
 from models.recognition import DecodeSession, RowUpdate
 
 log = logging.getLogger("app.engine.iteration")

@@ -28,7 +28,7 @@ from app.evaluation.runners import EvaluationError, InProcessConfig, InProcessRu
 from app.evaluation.scoring import ErrorCount, count_errors
 
 if TYPE_CHECKING:
-    from app.pipeline import Pipeline
+    from app.engine.pipeline import Pipeline
     from app.settings import Settings
 
 DEFAULT_BATCH_SIZE = 8

@@ -24,7 +24,7 @@ import numpy as np
 from app.audio.decoding import decode_audio
 from app.errors import ServiceError
 from app.evaluation.manifest import ManifestItem
-from app.pipeline import Pipeline, RouteNotAvailable, SegmentJob, SegmentResult
+from app.engine.pipeline import Pipeline, RouteNotAvailable, SegmentJob, SegmentResult
 from app.audio.segmenter import split_for_recognition
 from app.audio.speech_gate import SpeechGateConfig, gate
 from app.transcript import assemble

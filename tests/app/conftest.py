@@ -4,7 +4,7 @@ import pytest
 
 from app.guards import GuardConfig
 from app.main import create_app
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from app.settings import Settings
 from tests.fakes import FakeRecognizer, FakeRouter
 from tests.server import running

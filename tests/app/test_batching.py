@@ -11,7 +11,7 @@ import torch
 from app.engine.batcher import Batcher, BatchLimits
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.metrics import Metrics
-from app.pipeline import Pipeline, SegmentJob
+from app.engine.pipeline import Pipeline, SegmentJob
 from tests.fakes import FakeRecognizer, FakeRouter, tone
 
 

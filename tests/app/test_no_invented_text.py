@@ -12,7 +12,7 @@ import pytest
 from app.audio.decoding import decode_audio
 from app.guards import GuardConfig
 from app.main import create_app
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from models.recognition import Recognition
 from tests.app.conftest import fake_settings
 from tests.fakes import FakeRecognizer, FakeRouter, ScriptedRecognizer, tone

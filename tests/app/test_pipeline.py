@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.pipeline import LanguageNotSupported, Pipeline, RouteNotAvailable, SegmentJob
+from app.engine.pipeline import LanguageNotSupported, Pipeline, RouteNotAvailable, SegmentJob
 from tests.fakes import FakeRecognizer, FakeRouter, tone
 
 

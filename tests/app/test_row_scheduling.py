@@ -17,7 +17,7 @@ from app.engine.batcher import Batcher, BatchLimits
 from app.errors import InferenceFailed
 from app.guards import GuardConfig
 from app.metrics import Metrics
-from app.pipeline import Pipeline, SegmentJob
+from app.engine.pipeline import Pipeline, SegmentJob
 from tests.app.test_batching import sample, wait_until
 from tests.fakes import FakeRouter, SteppingRecognizer, tone
 

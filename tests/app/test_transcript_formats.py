@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app import formats
-from app.pipeline import SegmentResult
+from app.engine.pipeline import SegmentResult
 from app.transcript import assemble
 from models.recognition import TimedText
 

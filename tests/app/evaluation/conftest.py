@@ -15,7 +15,7 @@ import pytest
 
 from app.evaluation.runners import InProcessConfig
 from app.guards import GuardConfig
-from app.pipeline import Pipeline
+from app.engine.pipeline import Pipeline
 from app.audio.speech_gate import SpeechGateConfig
 from tests.fakes import FakeRecognizer, FakeRouter, tone
 from tests.server import wav_bytes

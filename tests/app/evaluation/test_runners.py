@@ -97,7 +97,7 @@ def test_a_deployment_without_both_paths_is_refused():
     merged = FakeRecognizer(languages_base=frozenset())  # base path not loaded (LoRA merged)
     with pytest.raises(EvaluationError, match="needs both paths"):
         InProcessRunner(fake_pipeline(merged), QUIET_CONFIG)
-    from app.pipeline import Pipeline
+    from app.engine.pipeline import Pipeline
 
     with pytest.raises(EvaluationError, match="needs the router"):
         InProcessRunner(Pipeline(FakeRecognizer(), None, routing="always_base"), QUIET_CONFIG)
