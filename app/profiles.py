@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.guards import GuardConfig
+from app.engine.guards import GuardConfig
 from app.metrics import Metrics
 from app.engine.pipeline import Pipeline
 from app.settings import Settings

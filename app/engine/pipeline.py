@@ -1,6 +1,6 @@
 """The model side of a segment: score segments with the router (one call for all that arrive together),
 pick each one's route, and turn the recognizer's answer into the service's result, every recognized text
-passing the hallucination guards (app/guards.py), the same for every recognizer.
+passing the hallucination guards (app/engine/guards.py), the same for every recognizer.
 
 The batcher's engine (app.engine.iteration) routes the segments that join the running rows and finishes each row when
 it ends; run_batch does route -> recognize -> finish for a whole batch at once (warm-up, evaluation).
@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from app.guards import GuardConfig, GuardEvent, check
+from app.engine.guards import GuardConfig, GuardEvent, check
 from models.recognition import QualityScorer, Recognition, RecognitionItem, Recognizer, TimedText
 
 RouteRequest = Literal["auto", "base", "robust"]

@@ -3,7 +3,7 @@
 The model writes `language English<asr_text>the text`; `language None<asr_text>` means it heard no speech,
 so nothing after that tag is a transcript. When the prompt forced a language it already ended with
 `language {Name}<asr_text>`, so the answer is just the text. Upstream (QwenLM/Qwen3-ASR
-`qwen_asr/inference/utils.py`) then collapses runaway repetitions; here the service's guards (app/guards.py)
+`qwen_asr/inference/utils.py`) then collapses runaway repetitions; here the service's guards (app/engine/guards.py)
 cut them instead, the same way for every recognizer.
 """
 

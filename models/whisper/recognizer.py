@@ -9,7 +9,7 @@ language and prompt (`context`).
 Every result reports P(<|nospeech|>) at the first step (`no_speech_prob`) and the average log-probability of
 its decoded tokens and end token (`avg_logprob`), as openai/whisper defines it: under the scores greedy
 decoding picked from, after the timestamp rules and token suppression. The recognizer never blanks text
-itself: the service's guards (app/guards.py) decide with these, the same way for every recognizer.
+itself: the service's guards (app/engine/guards.py) decide with these, the same way for every recognizer.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.guards import GuardConfig
+from app.engine.guards import GuardConfig
 from app.main import create_app
 from app.engine.pipeline import Pipeline
 from app.settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.guards import GuardConfig, GuardEvent, check, compression_ratio, find_loop
+from app.engine.guards import GuardConfig, GuardEvent, check, compression_ratio, find_loop
 from app.engine.pipeline import Pipeline, SegmentJob
 from models.recognition import Recognition, TimedText
 from tests.fakes import FakeRouter, ScriptedRecognizer, tone

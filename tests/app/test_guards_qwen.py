@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.guards import GuardConfig, GuardEvent
+from app.engine.guards import GuardConfig, GuardEvent
 from app.engine.pipeline import Pipeline, SegmentJob
 from models.tiny.qwen3_asr import build_tiny_qwen3_asr
 from tests.models.qwen3_asr.scripted import ScriptedAdapter, ScriptedQwenRecognizer

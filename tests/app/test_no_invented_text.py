@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.audio.decoding import decode_audio
-from app.guards import GuardConfig
+from app.engine.guards import GuardConfig
 from app.main import create_app
 from app.engine.pipeline import Pipeline
 from models.recognition import Recognition

@@ -15,7 +15,7 @@ import torch
 
 from app.engine.batcher import Batcher, BatchLimits
 from app.errors import InferenceFailed
-from app.guards import GuardConfig
+from app.engine.guards import GuardConfig
 from app.metrics import Metrics
 from app.engine.pipeline import Pipeline, SegmentJob
 from tests.app.test_batching import sample, wait_until

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from app.evaluation.runners import InProcessConfig
-from app.guards import GuardConfig
+from app.engine.guards import GuardConfig
 from app.engine.pipeline import Pipeline
 from app.audio.speech_gate import SpeechGateConfig
 from tests.fakes import FakeRecognizer, FakeRouter, tone
