@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from app.scripts import share_in_scripts, word_characters
+from app.engine.scripts import share_in_scripts, word_characters
 
 if TYPE_CHECKING:
     from app.settings import Settings
