@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.transcript import Transcript
+from app.engine.transcript import Transcript
 from models.languages import LANGUAGE_NAMES
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")

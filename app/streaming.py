@@ -27,7 +27,7 @@ from app import formats
 from app.audio.decoding import DecodedAudio
 from app.errors import DeadlineExceeded, ServiceError, envelope
 from app.state import ServiceState
-from app.transcript import Transcript
+from app.engine.transcript import Transcript
 from app.transcription import TranscriptionOptions
 
 log = logging.getLogger("app.streaming")

@@ -21,7 +21,7 @@ from app.metrics import Metrics
 from app.engine.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
 from app.audio.segmenter import Segment, split_for_recognition
 from app.audio.speech_gate import GateOutcome, SpeechGateConfig, gate
-from app.transcript import UNSPACED, Transcript, assemble
+from app.engine.transcript import UNSPACED, Transcript, assemble
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from app.evaluation.manifest import ManifestItem
 from app.engine.pipeline import Pipeline, RouteNotAvailable, SegmentJob, SegmentResult
 from app.audio.segmenter import split_for_recognition
 from app.audio.speech_gate import SpeechGateConfig, gate
-from app.transcript import assemble
+from app.engine.transcript import assemble
 
 ROUTES = ("base", "robust")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app import formats
 from app.engine.pipeline import SegmentResult
-from app.transcript import assemble
+from app.engine.transcript import assemble
 from models.recognition import TimedText
 
 
