@@ -21,7 +21,7 @@ from app.openapi import QUALITY_BODY, TRANSCRIPTION_BODY
 from app.engine.pipeline import LanguageNotSupported, RouteNotAvailable
 from app.state import ServiceState
 from app.streaming import TranscriptStream, client_disconnected, streaming_response
-from app.transcription import TranscriptionOptions
+from app.engine.transcription import TranscriptionOptions
 
 log = logging.getLogger("app.api")
 router = APIRouter()

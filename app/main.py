@@ -27,7 +27,7 @@ from app.engine.pipeline import Pipeline, SegmentJob
 from app.settings import Settings
 from app.audio.speech_gate import SpeechGateConfig
 from app.state import ServiceState
-from app.transcription import Transcriber
+from app.engine.transcription import Transcriber
 
 log = logging.getLogger("app.main")
 PipelineLoader = Callable[[Settings, Metrics], Pipeline]

@@ -10,7 +10,7 @@ from app.engine.batcher import Batcher
 from app.metrics import Metrics
 from app.engine.pipeline import Pipeline
 from app.settings import Settings
-from app.transcription import Transcriber
+from app.engine.transcription import Transcriber
 
 
 @dataclass

@@ -28,7 +28,7 @@ from app.audio.decoding import DecodedAudio
 from app.errors import DeadlineExceeded, ServiceError, envelope
 from app.state import ServiceState
 from app.engine.transcript import Transcript
-from app.transcription import TranscriptionOptions
+from app.engine.transcription import TranscriptionOptions
 
 log = logging.getLogger("app.streaming")
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
