@@ -1,7 +1,7 @@
 """Every error the service answers with, and the one table from error type to HTTP status.
 
 Errors are answered in OpenAI's envelope: {"error": {"message", "type", "param", "code"}}.
-Raise one of these anywhere in app/; the handler in app/api.py turns it into a response.
+Raise one of these anywhere in app/; the handler in app/http/routes.py turns it into a response.
 """
 
 from __future__ import annotations

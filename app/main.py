@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app import api
+from app.http import routes as api
 from app.engine.batcher import Batcher, BatchLimits
 from app.errors import ServiceError, envelope, status_of
 from app.metrics import Metrics

@@ -31,9 +31,9 @@ def test_models_never_import_the_service():
 
 def test_service_layers_point_one_way():
     lower_must_not_import = {
-        "pipeline.py": {"app.api", "app.engine.batcher", "app.engine.transcription", "app.main"},
-        "batching.py": {"app.api", "app.engine.transcription", "app.main"},
-        "transcription.py": {"app.api", "app.main"},
+        "pipeline.py": {"app.http.routes", "app.engine.batcher", "app.engine.transcription", "app.main"},
+        "batching.py": {"app.http.routes", "app.engine.transcription", "app.main"},
+        "transcription.py": {"app.http.routes", "app.main"},
     }
     for filename, forbidden in lower_must_not_import.items():
         imports = imported_modules(ROOT / "app" / filename)
@@ -44,7 +44,7 @@ def test_nothing_heavy_at_import_time():
     import subprocess
     import sys
 
-    code = ("import sys, app.main, app.api, app.engine.batcher, app.engine.pipeline, models.recognition;"
+    code = ("import sys, app.main, app.http.routes, app.engine.batcher, app.engine.pipeline, models.recognition;"
             "heavy = [m for m in ('transformers', 'silero_vad') if m in sys.modules];"
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -23,7 +23,7 @@ from app.state import ServiceState
 from app.streaming import TranscriptStream, client_disconnected, streaming_response
 from app.engine.transcription import TranscriptionOptions
 
-log = logging.getLogger("app.api")
+log = logging.getLogger("app.http.routes")
 router = APIRouter()
 
 

@@ -1,0 +1,1 @@
+"""http: see the package docstring in the README's layout."""
