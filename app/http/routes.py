@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import formats
 from app.errors import ClientClosed, DeadlineExceeded, InvalidRequest, NotFound, NotReady, Unauthorized
-from app.forms import parse_quality_form, parse_transcription_form, read_form
+from app.http.forms import parse_quality_form, parse_transcription_form, read_form
 from app.openapi import QUALITY_BODY, TRANSCRIPTION_BODY
 from app.engine.pipeline import LanguageNotSupported, RouteNotAvailable
 from app.state import ServiceState
