@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from app import formats
+from app.http import formats
 from app.audio.decoding import DecodedAudio
 from app.errors import DeadlineExceeded, ServiceError, envelope
 from app.state import ServiceState

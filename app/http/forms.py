@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from app.formats import RESPONSE_FORMATS, STREAM_FORMATS
+from app.http.formats import RESPONSE_FORMATS, STREAM_FORMATS
 from models.languages import UnknownLanguageError, to_code
 
 _MAX_PROMPT_CHARS = 4000

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app import formats
+from app.http import formats
 from app.errors import ClientClosed, DeadlineExceeded, InvalidRequest, NotFound, NotReady, Unauthorized
 from app.http.forms import parse_quality_form, parse_transcription_form, read_form
 from app.openapi import QUALITY_BODY, TRANSCRIPTION_BODY

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import formats
+from app.http import formats
 from app.engine.pipeline import SegmentResult
 from app.engine.transcript import assemble
 from models.recognition import TimedText
