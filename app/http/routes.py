@@ -20,7 +20,7 @@ from app.http.forms import parse_quality_form, parse_transcription_form, read_fo
 from app.openapi import QUALITY_BODY, TRANSCRIPTION_BODY
 from app.engine.pipeline import LanguageNotSupported, RouteNotAvailable
 from app.state import ServiceState
-from app.streaming import TranscriptStream, client_disconnected, streaming_response
+from app.http.streaming import TranscriptStream, client_disconnected, streaming_response
 from app.engine.transcription import TranscriptionOptions
 
 log = logging.getLogger("app.http.routes")

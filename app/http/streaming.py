@@ -30,7 +30,7 @@ from app.state import ServiceState
 from app.engine.transcript import Transcript
 from app.engine.transcription import TranscriptionOptions
 
-log = logging.getLogger("app.streaming")
+log = logging.getLogger("app.http.streaming")
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
