@@ -22,7 +22,7 @@ from app.http import routes as api
 from app.engine.batcher import Batcher, BatchLimits
 from app.errors import ServiceError, envelope, status_of
 from app.metrics import Metrics
-from app.middleware import RequestContextMiddleware
+from app.http.middleware import RequestContextMiddleware
 from app.engine.pipeline import Pipeline, SegmentJob
 from app.settings import Settings
 from app.audio.speech_gate import SpeechGateConfig
