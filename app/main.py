@@ -18,16 +18,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.http import routes as api
-from app.engine.batcher import Batcher, BatchLimits
-from app.errors import ServiceError, envelope, status_of
-from app.metrics import Metrics
-from app.http.middleware import RequestContextMiddleware
-from app.engine.pipeline import Pipeline, SegmentJob
-from app.settings import Settings
 from app.audio.speech_gate import SpeechGateConfig
-from app.state import ServiceState
+from app.engine.batcher import Batcher, BatchLimits
+from app.engine.pipeline import Pipeline, SegmentJob
 from app.engine.transcription import Transcriber
+from app.errors import ServiceError, envelope, status_of
+from app.http import routes
+from app.http.middleware import RequestContextMiddleware
+from app.metrics import Metrics
+from app.settings import Settings
+from app.state import ServiceState
 
 log = logging.getLogger("app.main")
 PipelineLoader = Callable[[Settings, Metrics], Pipeline]
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
 
     app = FastAPI(title="Mega-ASR transcription service", version="0.1.0", lifespan=lifespan)
     app.state.service = state
-    app.include_router(api.router)
+    app.include_router(routes.router)
     _install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
     return app

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.engine.guards import GuardConfig
-from app.metrics import Metrics
 from app.engine.pipeline import Pipeline
+from app.metrics import Metrics
 from app.settings import Settings
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.engine.batcher import Batcher
-from app.metrics import Metrics
 from app.engine.pipeline import Pipeline
-from app.settings import Settings
 from app.engine.transcription import Transcriber
+from app.metrics import Metrics
+from app.settings import Settings
 
 
 @dataclass

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.engine.pipeline import Pipeline
 from app.audio.segmenter import split_for_recognition
+from app.engine.pipeline import Pipeline
 from bench.clips import Clip
 from models.recognition import RecognitionItem
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from app.main import create_app
 from app.engine.pipeline import Pipeline
+from app.main import create_app
 from app.settings import Settings
 from bench import baselines, report
 from bench.checks import profile_checks

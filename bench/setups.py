@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.metrics import Metrics
 from app.engine.pipeline import Pipeline
+from app.metrics import Metrics
 from app.settings import Settings
 from bench.clips import Clip, benchmark_mix, length_mix
 

@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from app.engine.iteration import Engine, Iteration, record_iteration
-from app.errors import InferenceFailed, NotReady, Overloaded
 from app.engine.fair_queue import FairQueue, Throughput
-from app.metrics import Metrics
+from app.engine.iteration import Engine, Iteration, record_iteration
 from app.engine.pipeline import Pipeline, RoutedJob, SegmentJob, SegmentResult
+from app.errors import InferenceFailed, NotReady, Overloaded
+from app.metrics import Metrics
 from models.recognition import DecodeSession, open_session
 
 log = logging.getLogger("app.engine.batcher")

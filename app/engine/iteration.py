@@ -16,8 +16,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.metrics import Metrics
 from app.engine.pipeline import Pipeline, RoutedJob, SegmentJob
+from app.metrics import Metrics
 from models.recognition import DecodeSession, RowUpdate
 
 log = logging.getLogger("app.engine.iteration")

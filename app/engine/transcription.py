@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.audio.decoding import DecodedAudio, decode_audio
-from app.engine.batcher import Batcher
-from app.metrics import Metrics
-from app.engine.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
 from app.audio.segmenter import Segment, split_for_recognition
 from app.audio.speech_gate import GateOutcome, SpeechGateConfig, gate
+from app.engine.batcher import Batcher
+from app.engine.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
 from app.engine.transcript import UNSPACED, Transcript, assemble
+from app.metrics import Metrics
 
 
 @dataclass(frozen=True)

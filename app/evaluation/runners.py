@@ -22,12 +22,12 @@ from typing import Protocol
 import numpy as np
 
 from app.audio.decoding import decode_audio
-from app.errors import ServiceError
-from app.evaluation.manifest import ManifestItem
-from app.engine.pipeline import Pipeline, RouteNotAvailable, SegmentJob, SegmentResult
 from app.audio.segmenter import split_for_recognition
 from app.audio.speech_gate import SpeechGateConfig, gate
+from app.engine.pipeline import Pipeline, RouteNotAvailable, SegmentJob, SegmentResult
 from app.engine.transcript import assemble
+from app.errors import ServiceError
+from app.evaluation.manifest import ManifestItem
 
 ROUTES = ("base", "robust")
 

@@ -14,14 +14,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.http import formats
+from app.engine.pipeline import LanguageNotSupported, RouteNotAvailable
+from app.engine.transcription import TranscriptionOptions
 from app.errors import ClientClosed, DeadlineExceeded, InvalidRequest, NotFound, NotReady, Unauthorized
+from app.http import formats
 from app.http.forms import parse_quality_form, parse_transcription_form, read_form
 from app.http.openapi import QUALITY_BODY, TRANSCRIPTION_BODY
-from app.engine.pipeline import LanguageNotSupported, RouteNotAvailable
-from app.state import ServiceState
 from app.http.streaming import TranscriptStream, client_disconnected, streaming_response
-from app.engine.transcription import TranscriptionOptions
+from app.state import ServiceState
 
 log = logging.getLogger("app.http.routes")
 router = APIRouter()

@@ -23,12 +23,12 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from app.http import formats
 from app.audio.decoding import DecodedAudio
-from app.errors import DeadlineExceeded, ServiceError, envelope
-from app.state import ServiceState
 from app.engine.transcript import Transcript
 from app.engine.transcription import TranscriptionOptions
+from app.errors import DeadlineExceeded, ServiceError, envelope
+from app.http import formats
+from app.state import ServiceState
 
 log = logging.getLogger("app.http.streaming")
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

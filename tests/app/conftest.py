@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from app.engine.guards import GuardConfig
-from app.main import create_app
 from app.engine.pipeline import Pipeline
+from app.main import create_app
 from app.settings import Settings
 from tests.fakes import FakeRecognizer, FakeRouter
 from tests.server import running

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from app.engine.batcher import Batcher, BatchLimits
+from app.engine.pipeline import Pipeline, SegmentJob
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.metrics import Metrics
-from app.engine.pipeline import Pipeline, SegmentJob
 from tests.fakes import FakeRecognizer, FakeRouter, tone
 
 

@@ -13,8 +13,8 @@ import torch
 import uvicorn
 
 from app.cli import DrainingServer
-from app.main import create_app
 from app.engine.pipeline import Pipeline
+from app.main import create_app
 from tests.app.conftest import fake_settings
 from tests.fakes import FakeRecognizer, FakeRouter, tone
 from tests.server import free_port, metric, poll, wav_bytes

@@ -7,8 +7,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.main import create_app
 from app.engine.pipeline import Pipeline
+from app.main import create_app
 from tests.app.conftest import fake_settings
 from tests.fakes import FakeRecognizer, FakeRouter, tone
 from tests.server import running, wav_bytes

@@ -11,8 +11,8 @@ import pytest
 
 from app.audio.decoding import decode_audio
 from app.engine.guards import GuardConfig
-from app.main import create_app
 from app.engine.pipeline import Pipeline
+from app.main import create_app
 from models.recognition import Recognition
 from tests.app.conftest import fake_settings
 from tests.fakes import FakeRecognizer, FakeRouter, ScriptedRecognizer, tone

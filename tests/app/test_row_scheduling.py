@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from app.engine.batcher import Batcher, BatchLimits
-from app.errors import InferenceFailed
 from app.engine.guards import GuardConfig
-from app.metrics import Metrics
 from app.engine.pipeline import Pipeline, SegmentJob
+from app.errors import InferenceFailed
+from app.metrics import Metrics
 from tests.app.test_batching import sample, wait_until
 from tests.fakes import FakeRouter, SteppingRecognizer, tone
 

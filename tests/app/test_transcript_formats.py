@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.http import formats
 from app.engine.pipeline import SegmentResult
 from app.engine.transcript import assemble
+from app.http import formats
 from models.recognition import TimedText
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.evaluation.runners import InProcessConfig
+from app.audio.speech_gate import SpeechGateConfig
 from app.engine.guards import GuardConfig
 from app.engine.pipeline import Pipeline
-from app.audio.speech_gate import SpeechGateConfig
+from app.evaluation.runners import InProcessConfig
 from tests.fakes import FakeRecognizer, FakeRouter, tone
 from tests.server import wav_bytes
 
