@@ -28,8 +28,9 @@ import torch
 from app.audio.decoding import decode_audio
 from app.engine.pipeline import Pipeline
 from app.evaluation.calibrate import point_at
-from app.evaluation.command import EvaluationResult, evaluate
+from app.evaluation.command import evaluate
 from app.evaluation.manifest import read_manifest
+from app.evaluation.results import EvaluationResult
 from app.evaluation.runners import InProcessConfig, InProcessRunner
 from bench.bf16_emulation import Bf16MatmulOnFp32
 from models.recognition import Recognition, RecognitionItem

@@ -15,17 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.evaluation.calibrate import (
-    Baselines,
-    ItemOutcome,
-    Recommendation,
-    SweepPoint,
     baselines,
     recommend,
     sweep,
 )
 from app.evaluation.manifest import ManifestError, ManifestItem, read_manifest
+from app.evaluation.results import EvaluationResult, ScoredItem
 from app.evaluation.runners import EvaluationError, InProcessConfig, InProcessRunner, ItemTranscripts, Runner
-from app.evaluation.scoring import ErrorCount, count_errors
+from app.evaluation.scoring import count_errors
 
 if TYPE_CHECKING:
     from app.engine.pipeline import Pipeline
@@ -43,31 +40,6 @@ class EvaluateOptions:
     batch_size: int = DEFAULT_BATCH_SIZE  # in-process: segments per batch; HTTP: items in flight
     language: str | None = None  # for items whose manifest line gives none
     progress: bool = True
-
-
-@dataclass(frozen=True)
-class ScoredItem:
-    transcripts: ItemTranscripts
-    language: str | None  # the language the texts were normalised for
-    base: ErrorCount  # robust's count when the base path cannot do the language (see ItemOutcome)
-    robust: ErrorCount
-
-    @property
-    def outcome(self) -> ItemOutcome:
-        return ItemOutcome(router_score=self.transcripts.router_score, duration=self.transcripts.duration,
-                           base=self.base, robust=self.robust, forced_robust=self.transcripts.base is None)
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    manifest: Path
-    source: str  # what was evaluated: "in-process, profile demo" or the service URL
-    items: list[ScoredItem]
-    sweep: list[SweepPoint]
-    baselines: Baselines
-    recommendation: Recommendation
-    configured_threshold: float
-    wall_seconds: float
 
 
 def score_item(transcripts: ItemTranscripts) -> ScoredItem:

@@ -8,13 +8,10 @@ import math
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from app.evaluation.calibrate import Totals, point_at
+from app.evaluation.results import EvaluationResult, ScoredItem
 from app.evaluation.scoring import CER_LANGUAGES
-
-if TYPE_CHECKING:
-    from app.evaluation.command import EvaluationResult, ScoredItem
 
 METRIC = (f"error rate = (substitutions + deletions + insertions) / reference units; units are words after "
           f"Whisper's normalisers, or characters for {'/'.join(sorted(CER_LANGUAGES))} (Chinese in Simplified); "
