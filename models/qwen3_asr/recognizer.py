@@ -12,40 +12,24 @@ on what else is in the batch (upstream bug class QwenLM/Qwen3-ASR #207), so:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
 from models.decoding.session import decode_all
 from models.languages import QWEN3_ASR_LANGUAGES, to_name
+from models.qwen3_asr.session import Qwen3ASRSession, RowGatedAdapter
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem
 
-if TYPE_CHECKING:
-    from models.qwen3_asr.session import Qwen3ASRSession
+__all__ = ["Qwen3ASRRecognizer", "RowGatedAdapter", "pad_short_clip"]
 
 MIN_SECONDS = 0.5  # shorter clips are zero-padded: the model answers nothing for them otherwise (upstream)
 END_TOKENS = ("<|endoftext|>", "<|im_end|>")  # 151643 / 151645 in the real vocabulary
 _BUDGET_MARGIN_TOKENS = 8  # the "language X<asr_text>" header and the end token
-
-
-@runtime_checkable
-class RowGatedAdapter(Protocol):
-    """A LoRA adapter whose delta is gated per batch row (implemented by the Mega-ASR adapter)."""
-
-    def rows(self, robust: Sequence[bool]) -> contextlib.AbstractContextManager:
-        """Within the context, batch row i of every forward pass runs the robust path iff robust[i]; the
-        base weights are never modified."""
-        ...
-
-    def audio_layout(self, features_mask: torch.Tensor) -> None:
-        """Inside rows(): the audio encoder's input mask [B, T] of those rows (the encoder packs its input,
-        so the gate must know which positions belong to which row)."""
-        ...
 
 
 def pad_short_clip(audio: np.ndarray) -> np.ndarray:
@@ -121,8 +105,6 @@ class Qwen3ASRRecognizer:
 
     def open_session(self, max_rows: int) -> Qwen3ASRSession:
         """A running batch of at most `max_rows` rows (models.recognition.DecodeSession)."""
-        from models.qwen3_asr.session import Qwen3ASRSession
-
         return Qwen3ASRSession(self, max_rows)
 
     def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -22,15 +22,50 @@ from models.qwen3_asr.encoder import encode_audio
 from models.qwen3_asr.output import ASR_TEXT_TAG, parse_asr_output
 from models.recognition import Recognition, RecognitionItem
 
-if TYPE_CHECKING:
-    from models.qwen3_asr.recognizer import Qwen3ASRRecognizer
-
 AUDIO_TOKENS_PER_SECOND = 13  # the encoder's output rate (DESIGN.md §3)
 _TEMPLATE_TOKENS = 32  # chat template + forced-language header around the audio tokens, rounded up
 
 
+@runtime_checkable
+class RowGatedAdapter(Protocol):
+    """A LoRA adapter whose delta is gated per batch row (implemented by the Mega-ASR adapter)."""
+
+    def rows(self, robust: Sequence[bool]) -> contextlib.AbstractContextManager:
+        """Within the context, batch row i of every forward pass runs the robust path iff robust[i]; the
+        base weights are never modified."""
+        ...
+
+    def audio_layout(self, features_mask: torch.Tensor) -> None:
+        """Inside rows(): the audio encoder's input mask [B, T] of those rows (the encoder packs its input,
+        so the gate must know which positions belong to which row)."""
+        ...
+
+
+class RowSource(Protocol):
+    """What a session needs from its recognizer (models.qwen3_asr.recognizer.Qwen3ASRRecognizer): the model,
+    per-item encoding and collation, token budgets and end tokens. The session is given one; it never
+    imports the recognizer's module."""
+
+    model: Any  # Qwen3ASRForConditionalGeneration
+    processor: Any  # Qwen3ASRProcessor
+    device: torch.device
+    dtype: torch.dtype
+    adapter: RowGatedAdapter | None
+    max_new_tokens: int
+    eos_ids: list[int]
+    suppress_end_tokens: bool
+
+    def check_items(self, items: Sequence[RecognitionItem]) -> None: ...
+
+    def token_budget(self, duration: float) -> int: ...
+
+    def encode(self, item: RecognitionItem) -> dict[str, torch.Tensor]: ...
+
+    def collate(self, encoded: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]: ...
+
+
 class Qwen3ASRSession(SteppedSession):
-    def __init__(self, recognizer: Qwen3ASRRecognizer, max_rows: int, max_segment_seconds: float = 30.0) -> None:
+    def __init__(self, recognizer: RowSource, max_rows: int, max_segment_seconds: float = 30.0) -> None:
         model = recognizer.model
         text = model.config.text_config
         shape = LayerShape(text.num_hidden_layers, text.num_key_value_heads,

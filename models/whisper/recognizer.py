@@ -16,18 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from models.decoding.routed import RoutedSession
 from models.decoding.session import decode_all
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, TimedText
 from models.whisper.rules import split_segments
-
-if TYPE_CHECKING:
-    from models.decoding.routed import RoutedSession
-    from models.whisper.session import WhisperSession
+from models.whisper.session import WhisperSession
 
 MAX_ITEM_SECONDS = 30.0  # Whisper's window; the service cuts longer audio before it gets here
 
@@ -96,8 +94,6 @@ class WhisperRecognizer:
 
     def open_session(self, max_rows: int) -> WhisperSession:
         """A running batch of at most `max_rows` rows (models.recognition.DecodeSession)."""
-        from models.whisper.session import WhisperSession
-
         return WhisperSession(self, max_rows)
 
     def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:
@@ -165,8 +161,6 @@ class RoutedWhisperRecognizer:
 
     def open_session(self, max_rows: int) -> RoutedSession:
         """Base rows decode on tiny.en, robust rows on base; each model keeps its own running rows."""
-        from models.decoding.routed import RoutedSession
-
         return RoutedSession(self.base.open_session(max_rows), self.robust.open_session(max_rows))
 
     def recognize(self, items: Sequence[RecognitionItem]) -> list[Recognition]:

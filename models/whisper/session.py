@@ -10,7 +10,7 @@ cross-attention read from the slots. Rules and segments: models.whisper.rules.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 from transformers.cache_utils import EncoderDecoderCache
@@ -20,12 +20,39 @@ from models.decoding.session import Row, SteppedSession
 from models.recognition import Recognition, RecognitionItem
 from models.whisper.rules import WhisperRules
 
-if TYPE_CHECKING:
-    from models.whisper.recognizer import WhisperRecognizer
+
+class RowSource(Protocol):
+    """What a session needs from its recognizer (models.whisper.recognizer.WhisperRecognizer): the model,
+    features, prompts, the first step's language and P(no speech), and turning tokens into text. The session
+    is given one; it never imports the recognizer's module."""
+
+    model: Any  # WhisperForConditionalGeneration
+    device: torch.device
+    dtype: torch.dtype
+    max_new_tokens: int
+    sot: int
+
+    @property
+    def start_length(self) -> int: ...
+
+    def start_tokens(self, language: str) -> list[int]: ...
+
+    def prompt_prefix(self, context: str, limit: int) -> list[int]: ...
+
+    def validate(self, items: Sequence[RecognitionItem]) -> None: ...
+
+    def features(self, items: Sequence[RecognitionItem]) -> torch.Tensor: ...
+
+    def first_step(self, items: Sequence[RecognitionItem], logits: torch.Tensor) -> tuple[list[str], list[float]]: ...
+
+    def to_recognition(self, item: RecognitionItem, language: str, generated: list[int], *, no_speech: float,
+                       avg_logprob: float) -> Recognition: ...
+
+    def decode_text(self, tokens: Sequence[int]) -> str: ...
 
 
 class WhisperSession(SteppedSession):
-    def __init__(self, recognizer: WhisperRecognizer, max_rows: int) -> None:
+    def __init__(self, recognizer: RowSource, max_rows: int) -> None:
         config = recognizer.model.config
         heads = config.decoder_attention_heads
         shape = LayerShape(config.decoder_layers, heads, config.d_model // heads)
