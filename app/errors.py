@@ -1,7 +1,7 @@
 """Every error the service answers with, and the one table from error type to HTTP status.
 
-Errors are answered in OpenAI's envelope: {"error": {"message", "type", "param", "code"}}.
-Raise one of these anywhere in app/; the handler in app/http/routes.py turns it into a response.
+Raise one of these anywhere in app/ (every room may); app/http/errors.py answers it in OpenAI's envelope
+{"error": {"message", "type", "param", "code"}} with the status its type carries here.
 """
 
 from __future__ import annotations
@@ -87,7 +87,3 @@ class InferenceFailed(ServiceError):
 def status_of(error: ServiceError) -> int:
     """The HTTP status of an error: the one place that decides it is the class attribute above."""
     return error.status
-
-
-def envelope(error: ServiceError) -> dict:
-    return {"error": {"message": error.message, "type": error.type, "param": error.param, "code": error.code}}

@@ -13,17 +13,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import numpy as np
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from app.audio.speech_gate import SpeechGateConfig
 from app.engine.batcher import Batcher, BatchLimits
 from app.engine.pipeline import Pipeline, SegmentJob
 from app.engine.transcription import Transcriber
-from app.errors import ServiceError, envelope, status_of
 from app.http import routes
+from app.http.errors import install_error_handlers
 from app.http.middleware import RequestContextMiddleware
 from app.metrics import Metrics
 from app.settings import Settings
@@ -52,7 +49,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     app = FastAPI(title="Mega-ASR transcription service", version="0.1.0", lifespan=lifespan)
     app.state.service = state
     app.include_router(routes.router)
-    _install_error_handlers(app)
+    install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
     return app
 
@@ -125,33 +122,3 @@ def _limits(settings: Settings) -> BatchLimits:
                        max_queue_audio_seconds=settings.max_queue_audio_seconds,
                        max_queue_segments=settings.max_queue_segments,
                        max_kv_cache_bytes=int(settings.max_kv_cache_mb * 2**20), engine=settings.engine)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    def respond(request: Request, error: ServiceError) -> JSONResponse:
-        request.app.state.service.metrics.errors.labels(reason=error.code).inc()
-        return JSONResponse(envelope(error), status_code=status_of(error), headers=error.headers)
-
-    @app.exception_handler(ServiceError)
-    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return respond(request, exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        error = ServiceError(first.get("msg", "invalid request"), param=param, code="invalid_value")
-        error.status, error.type = 400, "invalid_request_error"
-        return respond(request, error)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error = ServiceError(str(exc.detail), code="not_found" if exc.status_code == 404 else "http_error")
-        error.status, error.type = exc.status_code, "invalid_request_error"
-        return respond(request, error)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", "?")
-        log.exception("unhandled error", extra={"request_id": request_id})
-        return respond(request, ServiceError(f"internal error (request id {request_id})"))

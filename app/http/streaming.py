@@ -26,8 +26,9 @@ from fastapi.responses import StreamingResponse
 from app.audio.decoding import DecodedAudio
 from app.engine.transcript import Transcript
 from app.engine.transcription import TranscriptionOptions
-from app.errors import DeadlineExceeded, ServiceError, envelope
+from app.errors import DeadlineExceeded, ServiceError
 from app.http import formats
+from app.http.errors import envelope
 from app.state import ServiceState
 
 log = logging.getLogger("app.http.streaming")
