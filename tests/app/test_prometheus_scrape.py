@@ -8,7 +8,7 @@ import subprocess
 import httpx
 import pytest
 
-from tests.app.test_api import LOUD, QUIET, post
+from tests.app.http.test_routes import LOUD, QUIET, post
 from tests.fakes import tone
 from tests.server import free_port, poll
 

@@ -12,7 +12,7 @@ from app.audio.decoding import decode_audio
 from app.audio.segmenter import split_for_recognition
 
 RATE = 16_000
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "audio"
 
 
 def speechlike(seconds: float, seed: int) -> np.ndarray:

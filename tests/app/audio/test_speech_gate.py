@@ -14,7 +14,7 @@ from app.audio.vad import speech_probabilities
 from bench.degraded_manifest import degrade_variants, survival_variants
 from models.router_training.degrade import mix_at_snr
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "audio"
 NONSPEECH = sorted((FIXTURES / "nonspeech").glob("*.flac"))
 CONFIG = SpeechGateConfig()
 

@@ -18,7 +18,7 @@ from app.engine.guards import GuardConfig
 from app.engine.pipeline import Pipeline, SegmentJob
 from app.errors import InferenceFailed
 from app.metrics import Metrics
-from tests.app.test_batching import sample, wait_until
+from tests.app.engine.test_batcher import sample, wait_until
 from tests.fakes import FakeRouter, SteppingRecognizer, tone
 
 

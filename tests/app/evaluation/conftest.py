@@ -56,11 +56,11 @@ def labelled_manifest(tmp_path: Path) -> Path:
 def fake_pipeline(recognizer: FakeRecognizer | None = None, router: FakeRouter | None = None) -> Pipeline:
     recognizer = recognizer or FakeRecognizer(languages_robust=frozenset({"en", "zh"}))
     # The fake's texts are labels ("robust 1.0s"), not transcripts: a Latin label for a Chinese clip is
-    # what the script guard blanks (tests/app/test_guards.py), so the guards stay off here.
+    # what the script guard blanks (tests/app/engine/test_guards.py), so the guards stay off here.
     return Pipeline(recognizer, router or FakeRouter(), description="fake", guards=GuardConfig(enabled=False))
 
 
 def tone_config(**overrides) -> InProcessConfig:
     """In-process runner settings for the fakes' tones, which stand in for speech: the speech gate (tested
-    on real audio in tests/app/test_speech_gate.py) would find none in them."""
+    on real audio in tests/app/audio/test_speech_gate.py) would find none in them."""
     return InProcessConfig(**{"progress": False, "speech_gate": SpeechGateConfig(enabled=False), **overrides})

@@ -153,7 +153,7 @@ def test_each_row_keeps_its_own_budget_and_end(scripted):
     finally:
         recognizer.script = answer_script(tokenizer)
     assert [r.num_tokens for r in results[:2]] == [16, 56]
-    # A runaway repetition is reported as decoded; the service's guards cut it (tests/app/test_guards.py).
+    # A runaway repetition is reported as decoded; the service's guards cut it (tests/app/engine/test_guards.py).
     assert results[0].text == "Z" * 16 and results[1].text == "Z" * 56
     assert results[0].language is None
 
