@@ -1,1 +1,1 @@
-"""audio: see the package docstring in the README's layout."""
+"""Audio before any model: decoding and resampling, cutting at pauses, voice activity, the speech gate."""

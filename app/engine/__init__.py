@@ -1,1 +1,2 @@
-"""engine: see the package docstring in the README's layout."""
+"""Scheduling and the model side of a request: the queue, the running rows and their inference worker, the
+pipeline (router, route choice, guards), one request's transcription and its transcript."""

@@ -1,1 +1,1 @@
-"""http: see the package docstring in the README's layout."""
+"""The HTTP face: endpoints, form parsing, response formats, server-sent events, middleware, error envelope."""
