@@ -14,13 +14,19 @@ from __future__ import annotations
 import math
 import string
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import torch
 
 from models.recognition import SAMPLE_RATE, AlignmentItem, Word
-from models.whisper.timing import (FRAMES_PER_SECOND, alignment_matrix, merge_punctuation, shorten_long_words,
-                                   split_words, word_times)
+from models.whisper.timing import (
+    FRAMES_PER_SECOND,
+    alignment_matrix,
+    merge_punctuation,
+    shorten_long_words,
+    split_words,
+    word_times,
+)
 
 _STRIP = string.punctuation + "“”‘’¿¡«»、。，！？：；（）"
 
@@ -48,7 +54,7 @@ class CrossAttentionCapture:
         self.frames = 0
         self.captured: dict[int, torch.Tensor] = {}  # layer -> [B, H, T, frames]
 
-    def __enter__(self) -> CrossAttentionCapture:
+    def __enter__(self) -> Self:
         self._handles = [self.decoder.layers[layer].encoder_attn.register_forward_pre_hook(
             self._hook(layer), with_kwargs=True) for layer in sorted({layer for layer, _ in self.heads})]
         return self
