@@ -32,11 +32,16 @@ class WordRequest:
     speech: Runs = ()
 
 
-def refine_with_speech(words: Sequence[Word], runs: Runs, *, starts: bool = True,
-                       ends: bool = True) -> tuple[Word, ...]:
-    """Word times moved to speech edges (see the module docstring); without runs, unchanged."""
+SPEECH_PAD_SECONDS = 0.05  # silero's runs start late and end early by about a frame (32 ms) or two
+
+
+def refine_with_speech(words: Sequence[Word], runs: Runs, *, starts: bool = True, ends: bool = True,
+                       pad: float = SPEECH_PAD_SECONDS) -> tuple[Word, ...]:
+    """Word times moved to speech edges (see the module docstring), the runs widened by `pad` on each side
+    (silero's own get_speech_timestamps pads by 30 ms); without runs, unchanged."""
     if not runs or not words:
         return tuple(words)
+    runs = tuple((max(0.0, start - pad), end + pad) for start, end in runs)
     out = list(words)
     if starts:
         out = [_snap_start(word, runs) for word in out]

@@ -24,9 +24,16 @@ from typing import Any
 
 import torch
 
-from models.qwen3_asr.checkpoint import (CheckpointError, _copy_weights, _plan_copy, _read_json,
-                                         convert_original_config, detect_layout, load_processor,
-                                         read_tensor_shapes)
+from models.qwen3_asr.checkpoint import (
+    CheckpointError,
+    _copy_weights,
+    _plan_copy,
+    _read_json,
+    convert_original_config,
+    detect_layout,
+    load_processor,
+    read_tensor_shapes,
+)
 from models.qwen3_asr.recognizer import pad_short_clip
 from models.recognition import SAMPLE_RATE, AlignmentItem, Word
 

@@ -15,8 +15,13 @@ from typing import Any
 
 import torch
 
-from models.tiny.qwen3_asr import (_write_original_tokenizer, build_tiny_processor, original_config_dict,
-                                   tiny_config_dict, to_original_key)
+from models.tiny.qwen3_asr import (
+    _write_original_tokenizer,
+    build_tiny_processor,
+    original_config_dict,
+    tiny_config_dict,
+    to_original_key,
+)
 
 CLASSES = 64  # 64 classes x 80 ms = 5.12 s: random times fall inside a 6 s test clip
 SEGMENT_MS = 80
