@@ -5,8 +5,8 @@ The aligner (models.recognition.Aligner) times the words of each segment's final
 a blanked segment has no words, a cut loop keeps only the words of the kept text). Cross-attention times
 (the demo's Whisper) put word ends early and give a pause to the word after it (DESIGN.md §10); the
 speech runs that silero found in the segment (app/audio/speech_gate.py) correct both: a word that starts
-in a pause starts where speech resumes, and a word that ends inside a run that goes on until a pause ends
-with the run. The correction is measured by `python -m bench.word_times`.
+in a pause starts where speech resumes, the first word of a run starts with it, and a word that ends
+inside a run that goes on until a pause ends with the run (one that ends in a pause, where the run ended). The correction is measured by `python -m bench.word_times`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def refine_with_speech(words: Sequence[Word], runs: Runs, *, starts: bool = True
     runs = tuple((max(0.0, start - pad), end + pad) for start, end in runs)
     out = list(words)
     if starts:
-        out = [_snap_start(word, runs) for word in out]
+        out = [_snap_start(word, out[i - 1].end if i else None, runs) for i, word in enumerate(out)]
     if ends:
         out = [_snap_end(word, out[i + 1].start if i + 1 < len(out) else float("inf"), runs)
                for i, word in enumerate(out)]
@@ -57,8 +57,14 @@ def _run_at(runs: Runs, time: float) -> int | None:
     return index if index >= 0 and runs[index][0] <= time <= runs[index][1] else None
 
 
-def _snap_start(word: Word, runs: Runs) -> Word:
-    if _run_at(runs, word.start) is not None:
+def _snap_start(word: Word, previous_end: float | None, runs: Runs) -> Word:
+    index = _run_at(runs, word.start)
+    if index is not None:
+        run_start, run_end = runs[index]
+        if index + 1 < len(runs) and word.end - runs[index + 1][0] > run_end - word.start:
+            return replace(word, start=runs[index + 1][0])  # spans a pause, mostly after it: it is the next run's
+        if previous_end is None or previous_end <= run_start:  # the first word of a run starts with the run
+            return replace(word, start=run_start)
         return word
     later = [start for start, _ in runs if start > word.start]
     if later and later[0] < word.end:  # the word began in a pause: its sound begins where speech resumes
