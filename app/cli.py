@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
                           help="also fetch this backbone repo into <dest>/Qwen3-ASR-1.7B (default: the copy "
                                "inside the Mega-ASR repo)")
     download.add_argument("--force", action="store_true", help="download again even if complete")
+    download.add_argument("--aligner", action="store_true",
+                          help="also fetch the forced aligner for word times (MEGA_ASR_HUB_ALIGNER_ID) into "
+                               "<dest>/Qwen3-ForcedAligner-0.6B; serve with MEGA_ASR_ALIGNER_DIR pointing there")
     commands.add_parser("settings-table", help="print the configuration table of the README")
     evaluate = commands.add_parser("evaluate", help="measure base/robust/routed error on a labelled manifest "
                                    "and recommend a router threshold (app/evaluation)")
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare-demo":
         return prepare_demo(args.cache_dir)
     if args.command == "download":
-        return download_weights(args.dest, args.revision, args.backbone_id, args.force)
+        return download_weights(args.dest, args.revision, args.backbone_id, args.force, args.aligner)
     return settings_table()
 
 
@@ -113,12 +116,16 @@ def prepare_demo(cache_dir: Path | None) -> int:
     return 0
 
 
-def download_weights(dest: Path, revision: str | None, backbone_id: str | None, force: bool) -> int:
+def download_weights(dest: Path, revision: str | None, backbone_id: str | None, force: bool,
+                     aligner: bool = False) -> int:
+    from app.download import download_aligner
     from app.download import download_weights as run
     from app.settings import Settings
 
     settings = Settings()
     run(dest, mega_asr_id=settings.hub_mega_asr_id, backbone_id=backbone_id, revision=revision, force=force)
+    if aligner:
+        download_aligner(dest, settings.hub_aligner_id, force=force)
     return 0
 
 

@@ -81,6 +81,28 @@ def download_weights(dest: Path, mega_asr_id: str, backbone_id: str | None = Non
     return dest
 
 
+ALIGNER_SUBDIR = "Qwen3-ForcedAligner-0.6B"  # MEGA_ASR_ALIGNER_DIR=<dest>/Qwen3-ForcedAligner-0.6B
+
+
+def download_aligner(dest: Path, aligner_id: str, *, force: bool = False) -> Path:
+    """Fetch the forced aligner (word times) into `<dest>/Qwen3-ForcedAligner-0.6B` and check its files
+    (config, weights whole); returns the directory. Resumes like download_weights."""
+    target = Path(dest) / ALIGNER_SUBDIR
+    print(f"downloading {aligner_id} {list(BACKBONE_REPO_PATTERNS)} -> {target}", flush=True)
+    snapshot_download(aligner_id, local_dir=target, allow_patterns=list(BACKBONE_REPO_PATTERNS),
+                      force_download=force)
+    problems: list[str] = []
+    files = _required_files(target, ("config.json",), problems)
+    weights = sorted(target.glob("*.safetensors"))
+    if not weights:
+        problems.append(f"{ALIGNER_SUBDIR}/: no safetensors weights")
+    problems += [f"{path.name}: {damage}" for path in weights if (damage := safetensors_problem(path))]
+    if problems:
+        raise DownloadError(f"{target} is not a complete forced aligner:\n  " + "\n  ".join(problems))
+    _print_summary(target, {str(path.relative_to(target)): path.stat().st_size for path in files + weights})
+    return target
+
+
 def verify_checkpoint(dest: Path) -> list[Path]:
     """Return the checkpoint's essential files, or raise DownloadError naming every missing or damaged one."""
     problems: list[str] = []

@@ -70,7 +70,8 @@ async def _load_and_warm(state: ServiceState, pipeline: Pipeline | None,
         state.transcriber = Transcriber(pipeline, state.batcher, state.decode_pool, state.metrics,
                                         max_audio_seconds=settings.max_audio_seconds,
                                         max_segment_seconds=settings.max_segment_seconds,
-                                        speech_gate=SpeechGateConfig.from_settings(settings))
+                                        speech_gate=SpeechGateConfig.from_settings(settings),
+                                        speech_edges=pipeline.words is not None and pipeline.words.speech_edges)
         if settings.warmup:
             await _warm_up(state)
         state.set_ready(True)

@@ -90,6 +90,12 @@ class Metrics:
             "asr_guarded_segments_total", "Recognized segments the hallucination guards acted on, by route, "
             "reason (no_speech, no_words, script, repetition, compression_ratio, low_logprob) and action "
             "(blank, truncate, flag).", ["route", "reason", "action"], registry=r)
+        self.alignment = Histogram(
+            "asr_alignment_duration_seconds", "Word-time alignment per iteration in which rows that asked for "
+            "words ended (guards and one aligner call for all of them).", buckets=_STEP_BUCKETS, registry=r)
+        self.aligned_segments = Counter(
+            "asr_aligned_segments_total", "Finished segments whose words were timed (word requests).",
+            registry=r)
         self.model_load = Gauge(
             "asr_model_load_seconds", "Time to load each model component at startup.", ["component"],
             registry=r)

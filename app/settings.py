@@ -35,6 +35,16 @@ class Settings(BaseSettings):
         None, description="Router checkpoint (.safetensors or legacy .pt) overriding the profile's default.")
     hub_backbone_id: str = Field("Qwen/Qwen3-ASR-1.7B", description="Hub id used by the download command.")
     hub_mega_asr_id: str = Field("zhifeixie/Mega-ASR", description="Hub id used by the download command.")
+    # --- word times (README: word timestamps) --------------------------------------------------------
+    aligner_dir: Path | None = Field(
+        None, description="production: a Qwen3-ForcedAligner-0.6B directory (original thinker.* or -hf "
+        "layout), loaded at start for `timestamp_granularities[]=word`; empty = no aligner (word requests are a "
+        "400). `mega-asr-server download` fetches it into <dest>/Qwen3-ForcedAligner-0.6B.")
+    hub_aligner_id: str = Field("Qwen/Qwen3-ForcedAligner-0.6B", description="Hub id used by the download "
+                                "command.")
+    word_speech_edges: bool = Field(
+        True, description="demo (Whisper cross-attention times): move word starts out of pauses and word ends to "
+        "the end of their speech run (silero-vad), measured by `python -m bench.word_times`.")
     cache_dir: Path = Field(default_factory=_default_cache_dir,
                             description="Where the demo profile keeps its converted Whisper models.")
     served_model_name: str = Field("mega-asr", description="Model id listed by /v1/models; any `model` "

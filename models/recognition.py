@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -24,6 +24,9 @@ class RecognitionItem:
     robust: bool = False  # route gate: True = robust path (Mega-ASR LoRA / the demo's robust model)
     language: str | None = None  # ISO 639-1 code ("en"); None = let the model detect it
     context: str = ""  # free-text context / hotwords (Qwen3-ASR system turn, Whisper prompt)
+    # Word times will be asked for this item's text: the recognizer keeps what its aligner needs (Whisper: the
+    # encoder output, so alignment needs no second encoder pass) in Recognition.alignment_state.
+    words: bool = False
 
     @property
     def duration(self) -> float:
@@ -55,6 +58,50 @@ class Recognition:
     # P(no speech) from the model's own no-speech signal (Whisper: P(<|nospeech|>) after
     # <|startoftranscript|>); None for models without one (Qwen3-ASR answers `language None` instead).
     no_speech_prob: float | None = None
+    # The generated text tokens (no special or timestamp tokens) that decode to `text`, for alignment.
+    tokens: tuple[int, ...] = ()
+    # What the recognizer kept for its aligner when the item asked for words (opaque; None otherwise).
+    alignment_state: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word of a text with its times in seconds (relative to the start of its item, or of the file once
+    the service has placed it) and, where the model gives one, how sure it was of the word (0..1)."""
+
+    word: str
+    start: float
+    end: float
+    probability: float | None = None
+
+
+@dataclass(frozen=True)
+class AlignmentItem:
+    """A finished segment whose words are to be timed: its audio, its final text and how it was recognized."""
+
+    audio: np.ndarray  # [samples] float32, mono, 16 kHz: the same waveform the recognizer heard
+    text: str  # the text to time (after the service's guards)
+    language: str | None  # ISO code of the text, when known
+    robust: bool = False  # the route it was recognized on (the demo aligns on the model that decoded it)
+    tokens: tuple[int, ...] = ()  # the recognizer's tokens for exactly `text`; () = tokenize `text`
+    state: Any = field(default=None, repr=False, compare=False)  # Recognition.alignment_state, if any
+
+
+@runtime_checkable
+class Aligner(Protocol):
+    """Word times for finished segments: one call aligns a batch; the result has the same length and order.
+
+    Each result lists the words of its item's text in order (punctuation-only pieces are not words), times
+    relative to the item's start, start <= end, never decreasing from word to word.
+    """
+
+    def languages(self, robust: bool) -> frozenset[str] | None:
+        """ISO codes whose text the aligner can time on the given path; None means any."""
+        ...
+
+    def align(self, items: Sequence[AlignmentItem]) -> list[tuple[Word, ...]]:
+        """Time the words of each item's text."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -42,20 +42,33 @@ class SpeechGateConfig:
                    min_speech_seconds=settings.speech_gate_min_speech_seconds)
 
 
-def speech_seconds(probabilities: np.ndarray, threshold: float) -> float:
-    """Total length of the hysteresis runs in a [frames] P(speech) track."""
+def speech_runs(probabilities: np.ndarray, threshold: float) -> tuple[tuple[float, float], ...]:
+    """The hysteresis runs of a [frames] P(speech) track as (start, end) seconds, in order."""
     low = max(0.0, threshold - _HYSTERESIS)
-    frames = 0
+    runs: list[tuple[float, float]] = []
     start: int | None = None
     for index, p in enumerate(probabilities.tolist()):
         if start is None and p >= threshold:
             start = index
         elif start is not None and p < low:
-            frames += index - start
+            runs.append((start * FRAME_SECONDS, index * FRAME_SECONDS))
             start = None
     if start is not None:
-        frames += len(probabilities) - start
-    return frames * FRAME_SECONDS
+        runs.append((start * FRAME_SECONDS, len(probabilities) * FRAME_SECONDS))
+    return tuple(runs)
+
+
+def speech_seconds(probabilities: np.ndarray, threshold: float) -> float:
+    """Total length of the hysteresis runs in a [frames] P(speech) track."""
+    return sum(end - start for start, end in speech_runs(probabilities, threshold))
+
+
+def segment_speech_runs(segments: Sequence[np.ndarray],
+                        config: SpeechGateConfig) -> list[tuple[tuple[float, float], ...]]:
+    """silero's speech runs over each whole segment (seconds from its start), for word times; one batch,
+    no early stop (blocking: run it on the decode pool)."""
+    tracks = speech_probabilities([lifted(segment, config.lift_below_dbfs) for segment in segments])
+    return [speech_runs(track, config.threshold) for track in tracks]
 
 
 def lifted(samples: np.ndarray, level_dbfs: float) -> np.ndarray:

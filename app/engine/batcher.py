@@ -262,9 +262,9 @@ class Batcher:
                 pending.tokens += update.tokens
                 m.generated_tokens.labels(route=route).inc(update.tokens)
             self._deliver_delta(pending, update.delta)
-            if update.result is not None:
+            if update.result is not None and update.key not in it.failed:  # failed: alignment raised
                 completed_audio += pending.job.seconds
-                self._finish(pending, update.result, now)
+                self._finish(pending, update.result, now, it.finished.get(update.key))
         for key, exc in it.failed.items():
             if (pending := self._live.pop(key, None)) is not None:
                 self._running.discard(key)
@@ -289,10 +289,11 @@ class Batcher:
             pending.delivered += len(fresh)
             pending.listener(fresh)
 
-    def _finish(self, pending: _Pending, recognition, now: float) -> None:
+    def _finish(self, pending: _Pending, recognition, now: float, finished: SegmentResult | None = None) -> None:
+        """`finished`: the result the engine already completed (guards + word times) for a word request."""
         self._live.pop(pending.key, None)
         self._running.discard(pending.key)
-        result: SegmentResult = self.pipeline.finish(pending.routed, recognition)
+        result = finished if finished is not None else self.pipeline.finish(pending.routed, recognition)
         route = pending.routed.route
         if pending.joined_at is not None:
             self.metrics.segment_inference.labels(route=route).observe(now - pending.joined_at)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.engine.pipeline import Pipeline, RoutedJob, SegmentJob
+from app.engine.pipeline import Pipeline, RoutedJob, SegmentJob, SegmentResult
 from app.metrics import Metrics
 from models.recognition import DecodeSession, RowUpdate
 
@@ -32,9 +32,12 @@ class Iteration:
     failed: dict[int, Exception] = field(default_factory=dict)  # segments that failed (join or step)
     requeue: list[int] = field(default_factory=list)  # segments to queue again (out of memory)
     joins: list[list[int]] = field(default_factory=list)  # the prefill groups, by segment id
+    # Finished rows that asked for words: their results, guards applied and words timed (one aligner call).
+    finished: dict[int, SegmentResult] = field(default_factory=dict)
     router_seconds: float = 0.0
     prefill_seconds: float = 0.0
     step_seconds: float = 0.0
+    align_seconds: float = 0.0
     running: int = 0  # rows running after the iteration
 
 
@@ -61,6 +64,7 @@ class Engine:
         self.group_by_length = group_by_length  # continuous mode: prefill groups of similar length
         self.length_ratio = length_ratio
         self._join_order: list[int] = []  # running segment ids, oldest first (who is evicted first: newest)
+        self._words: dict[int, RoutedJob] = {}  # running rows that asked for word times
 
     def iterate(self, cancel: Sequence[int], admit: Sequence[tuple[int, SegmentJob]], step: bool = True) -> Iteration:
         it = Iteration()
@@ -71,6 +75,7 @@ class Engine:
             self._admit(admit, it)
         if step and self.session.running:
             self._step(it)
+        self._align(it)
         self._forget(update.key for update in it.updates if update.result is not None)
         it.running = self.session.running
         return it
@@ -123,6 +128,7 @@ class Engine:
             return
         it.joins.append([key for key, _ in group])
         self._join_order += [key for key, _ in group]
+        self._words.update((key, routed) for key, routed in group if routed.item.words)
 
     def _join_failed(self, group: list[tuple[int, RoutedJob]], exc: Exception, it: Iteration) -> None:
         if is_out_of_memory(exc):
@@ -176,6 +182,31 @@ class Engine:
         gone = set(keys)
         if gone:
             self._join_order = [key for key in self._join_order if key not in gone]
+            for key in gone:
+                self._words.pop(key, None)
+
+    # --- word times ----------------------------------------------------------------------------------
+    def _align(self, it: Iteration) -> None:
+        """Rows that ended in this iteration and asked for words: guards, then one aligner call for all of
+        them (the aligner splits them by route); results go out with their words. A failed call is retried
+        row by row, so one bad segment fails alone."""
+        finished = [(update.key, self._words[update.key], update.result) for update in it.updates
+                    if update.result is not None and update.key in self._words and update.key not in it.failed]
+        if not finished:
+            return
+        started = time.perf_counter()
+        entries = [(key, routed, rec, self.pipeline.finish(routed, rec)) for key, routed, rec in finished]
+        try:
+            results = self.pipeline.align([(routed, rec, result) for _, routed, rec, result in entries])
+            it.finished.update((key, result) for (key, *_), result in zip(entries, results))
+        except Exception:  # noqa: BLE001 - contained below, row by row
+            for key, routed, rec, result in entries:
+                try:
+                    it.finished[key] = self.pipeline.align([(routed, rec, result)])[0]
+                except Exception as exc:
+                    log.error("word alignment failed for one segment", exc_info=exc)
+                    it.failed[key] = exc
+        it.align_seconds = time.perf_counter() - started
 
 
 def record_iteration(metrics: Metrics, it: Iteration, elapsed: float) -> None:
@@ -192,3 +223,6 @@ def record_iteration(metrics: Metrics, it: Iteration, elapsed: float) -> None:
         metrics.prefill.observe(it.prefill_seconds)
     if it.step_seconds:
         metrics.decode_step.observe(it.step_seconds)
+    if it.finished:
+        metrics.alignment.observe(it.align_seconds)
+        metrics.aligned_segments.inc(len(it.finished))

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
 from app.engine.guards import GuardConfig, GuardEvent, check
-from models.recognition import QualityScorer, Recognition, RecognitionItem, Recognizer, TimedText
+from app.engine.words import Runs, WordRequest, WordsNotAvailable, WordTimer
+from models.recognition import (
+    AlignmentItem,
+    QualityScorer,
+    Recognition,
+    RecognitionItem,
+    Recognizer,
+    TimedText,
+    Word,
+)
 
 RouteRequest = Literal["auto", "base", "robust"]
 Routing = Literal["router", "always_robust", "always_base"]
@@ -33,6 +42,8 @@ class SegmentJob:
     threshold: float = 0.5
     language: str | None = None  # ISO code
     context: str = ""
+    words: bool = False  # word times asked for
+    speech: Runs = ()  # silero's speech runs in the segment (seconds from its start), for word requests
 
     @property
     def seconds(self) -> float:
@@ -50,6 +61,7 @@ class SegmentResult:
     spans: tuple[TimedText, ...] = ()
     flags: tuple[str, ...] = ()  # guards that kept the text but say why to doubt it (README: no invented text)
     guards: tuple[GuardEvent, ...] = ()  # what the guards did, for the metrics
+    words: tuple[Word, ...] = ()  # word times (seconds from the segment start) when they were asked for
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class RoutedJob:
     item: RecognitionItem
     reason: str  # router | request | config | language
     score: float | None  # P(degraded), None without a router
+    speech: Runs = ()  # the job's speech runs (word requests)
 
     @property
     def route(self) -> Literal["base", "robust"]:
@@ -85,7 +98,7 @@ class Pipeline:
 
     def __init__(self, recognizer: Recognizer, scorer: QualityScorer | None, *, routing: Routing = "router",
                  description: str = "", guards: GuardConfig | None = None, device: str = "unknown",
-                 dtype: str = "unknown", dtype_reason: str = "") -> None:
+                 dtype: str = "unknown", dtype_reason: str = "", words: WordTimer | None = None) -> None:
         if routing == "router" and scorer is None:
             raise ValueError("routing='router' needs a router (quality scorer)")
         self.recognizer = recognizer
@@ -98,6 +111,7 @@ class Pipeline:
         self.device = device
         self.dtype = dtype
         self.dtype_reason = dtype_reason
+        self.words = words  # None: this deployment has no aligner (word requests are refused)
 
     def score(self, waveforms: Sequence[np.ndarray]) -> list[float | None]:
         if self.scorer is None:
@@ -136,8 +150,9 @@ class Pipeline:
         routed = []
         for job, score in zip(jobs, scores):
             robust, reason = self._decide(job, score)
-            item = RecognitionItem(audio=job.audio, robust=robust, language=job.language, context=job.context)
-            routed.append(RoutedJob(item=item, reason=reason, score=score))
+            item = RecognitionItem(audio=job.audio, robust=robust, language=job.language, context=job.context,
+                                   words=job.words)
+            routed.append(RoutedJob(item=item, reason=reason, score=score, speech=job.speech))
         return routed
 
     def finish(self, routed: RoutedJob, rec: Recognition) -> SegmentResult:
@@ -152,6 +167,41 @@ class Pipeline:
         return SegmentResult(text=guarded.text, language=language, route=routed.route, router_score=routed.score,
                              reason=routed.reason, num_tokens=rec.num_tokens, spans=spans, flags=guarded.flags,
                              guards=guarded.events)
+
+    def check_words(self, language: str | None, route: RouteRequest) -> None:
+        """Raise WordsNotAvailable at admission when word times cannot be given: no aligner, or a requested
+        language that no allowed path's aligner knows."""
+        if self.words is None:
+            raise WordsNotAvailable("word timestamps are not available in this deployment: it has no aligner "
+                                    "(production: set MEGA_ASR_ALIGNER_DIR to a Qwen3-ForcedAligner-0.6B "
+                                    "directory, fetched by `mega-asr-server download`)")
+        paths = {"base": [False], "robust": [True], "auto": [False, True]}[route]
+        if language and not any(self.words.can_align(robust, language) for robust in paths):
+            raise WordsNotAvailable(f"word timestamps are not available for language {language!r}")
+
+    def align(self, finished: Sequence[tuple[RoutedJob, Recognition, SegmentResult]]) -> list[SegmentResult]:
+        """Word times for finished segments that asked for them, in one aligner call; results in order. A
+        segment without text has no words; one whose language the aligner does not know is flagged
+        `words_unavailable`."""
+        if self.words is None:
+            raise WordsNotAvailable("no aligner")
+        requests, targets = [], []
+        out = [result for _, _, result in finished]
+        for index, (routed, rec, result) in enumerate(finished):
+            if not result.text:
+                continue
+            if not self.words.can_align(routed.item.robust, result.language):
+                out[index] = replace(result, flags=(*result.flags, "words_unavailable"))
+                continue
+            own = result.text == rec.text.strip()  # the guards kept the model's text: its tokens still apply
+            item = AlignmentItem(audio=routed.item.audio, text=result.text, language=result.language,
+                                 robust=routed.item.robust, tokens=rec.tokens if own else (),
+                                 state=rec.alignment_state)
+            requests.append(WordRequest(item=item, speech=routed.speech))
+            targets.append(index)
+        for index, words in zip(targets, self.words.align(requests), strict=True):
+            out[index] = replace(out[index], words=words)
+        return out
 
     def run_batch(self, jobs: Sequence[SegmentJob], timing: BatchTiming | None = None) -> list[SegmentResult]:
         """Route and decode a whole batch at once (one recognize() call)."""

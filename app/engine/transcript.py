@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.engine.pipeline import SegmentResult
+from models.recognition import Word
 
 # Languages written without spaces between words: segments are joined without a separator.
 UNSPACED = {"zh", "ja", "th", "yue", "lo", "km", "my"}
@@ -33,6 +34,7 @@ class Transcript:
     segments: tuple[TimedSegment, ...]  # every window, in order; no-speech windows with empty text
     no_speech: bool
     flags: tuple[str, ...] = ()  # every flag of the file's segments, once each
+    words: tuple[Word, ...] | None = None  # word times from the start of the file; None = not asked for
 
     @property
     def spoken(self) -> tuple[TimedSegment, ...]:
@@ -41,11 +43,12 @@ class Transcript:
 
 
 def assemble(windows: Sequence[tuple[float, float]], results: Sequence[SegmentResult | None],
-             duration: float, language: str | None) -> Transcript:
+             duration: float, language: str | None, words: bool = False) -> Transcript:
     """Join per-window results (None = a window without speech, not sent to the model) into one transcript.
 
     `windows` are the cut points of the segmenter in seconds; a result's own spans (Whisper
-    timestamps) are shifted by its window start, else the window is one segment.
+    timestamps) are shifted by its window start, else the window is one segment. `words`: the request asked
+    for word times; each result's words are shifted by its window start the same way.
     """
     segments: list[TimedSegment] = []
     for (start, end), result in zip(windows, results):
@@ -65,7 +68,20 @@ def assemble(windows: Sequence[tuple[float, float]], results: Sequence[SegmentRe
     scores = [r.router_score for r in used if r.router_score is not None]
     return Transcript(text=text, language=detected, duration=duration, route=route,
                       router_score=max(scores) if scores else None, segments=tuple(segments),
-                      no_speech=not text, flags=tuple(dict.fromkeys(f for seg in segments for f in seg.flags)))
+                      no_speech=not text, flags=tuple(dict.fromkeys(f for seg in segments for f in seg.flags)),
+                      words=_file_words(windows, results) if words else None)
+
+
+def _file_words(windows: Sequence[tuple[float, float]],
+                results: Sequence[SegmentResult | None]) -> tuple[Word, ...]:
+    """Every segment's words with times from the start of the file (a blanked segment has none)."""
+    out: list[Word] = []
+    for (start, end), result in zip(windows, results):
+        if result is None or not result.text.strip():
+            continue
+        for word in result.words:
+            out.append(Word(word.word, min(end, start + word.start), min(end, start + word.end), word.probability))
+    return tuple(out)
 
 
 def _spans(result: SegmentResult, start: float, end: float) -> list[tuple[float, float, str]]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from app.audio.decoding import DecodedAudio, decode_audio
 from app.audio.segmenter import Segment, split_for_recognition
-from app.audio.speech_gate import GateOutcome, SpeechGateConfig, gate
+from app.audio.speech_gate import GateOutcome, SpeechGateConfig, gate, segment_speech_runs
 from app.engine.batcher import Batcher
 from app.engine.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
 from app.engine.transcript import UNSPACED, Transcript, assemble
@@ -30,6 +30,7 @@ class TranscriptionOptions:
     prompt: str = ""
     route: RouteRequest = "auto"
     threshold: float = 0.5
+    words: bool = False  # timestamp_granularities[]=word
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class QualityAssessment:
 class Transcriber:
     def __init__(self, pipeline: Pipeline, batcher: Batcher, decode_pool: concurrent.futures.Executor,
                  metrics: Metrics, *, max_audio_seconds: float, max_segment_seconds: float,
-                 speech_gate: SpeechGateConfig | None = None) -> None:
+                 speech_gate: SpeechGateConfig | None = None, speech_edges: bool = False) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
         self.batcher = batcher
@@ -51,6 +52,7 @@ class Transcriber:
         self.max_audio_seconds = max_audio_seconds
         self.max_segment_seconds = max_segment_seconds
         self.speech_gate = speech_gate if speech_gate is not None else SpeechGateConfig()
+        self.speech_edges = speech_edges  # word requests: compute silero's speech runs for the word times
 
     async def decode(self, data: bytes, filename: str | None) -> DecodedAudio:
         work = functools.partial(decode_audio, data, filename=filename, max_seconds=self.max_audio_seconds)
@@ -63,8 +65,10 @@ class Transcriber:
         segments = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self._split_and_gate,
                                                                     audio.samples)
         voiced = [i for i, (_, outcome) in enumerate(segments) if outcome == "speech"]
+        speech = await self._speech_runs([segments[i][0].samples for i in voiced]) if options.words else None
         jobs = [SegmentJob(audio=segments[i][0].samples, route=options.route, threshold=options.threshold,
-                           language=options.language, context=options.prompt) for i in voiced]
+                           language=options.language, context=options.prompt, words=options.words,
+                           speech=speech[n] if speech else ()) for n, i in enumerate(voiced)]
         results: list[SegmentResult | None] = [None] * len(segments)
         if jobs:
             ordered = OrderedText(len(jobs), on_text, options.language) if on_text is not None else None
@@ -80,7 +84,14 @@ class Transcriber:
                 results[index] = result
                 self._record(job, result)
         windows = [(segment.start, segment.end) for segment, _ in segments]
-        return assemble(windows, results, audio.duration, options.language)
+        return assemble(windows, results, audio.duration, options.language, words=options.words)
+
+    async def _speech_runs(self, voiced: list[np.ndarray]) -> list[tuple[tuple[float, float], ...]] | None:
+        """silero's speech runs per voiced segment, which correct word times (when the settings say so)."""
+        if not voiced or not self.speech_edges:
+            return None
+        work = functools.partial(segment_speech_runs, voiced, self.speech_gate)
+        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, work)
 
     def _split_and_gate(self, samples: np.ndarray) -> list[tuple[Segment, GateOutcome]]:
         """Segments of at most max_segment_seconds and the speech gate's outcome for each (blocking)."""

@@ -29,9 +29,18 @@ def as_json(t: Transcript) -> dict:
     }
 
 
+def words_json(t: Transcript) -> list[dict]:
+    """OpenAI's `words`: {"word", "start", "end"}, plus `probability` where the model gives one."""
+    return [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
+             **({"probability": round(w.probability, 4)} if w.probability is not None else {})}
+            for w in t.words or ()]
+
+
 def as_verbose_json(t: Transcript) -> dict:
     body = as_json(t)
     body["task"] = "transcribe"
+    if t.words is not None:
+        body["words"] = words_json(t)
     body["segments"] = [
         {"id": s.id, "seek": 0, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
          "tokens": [], "temperature": 0.0, "route": s.route,

@@ -36,6 +36,7 @@ class TranscriptionForm:
     route: Literal["auto", "base", "robust"]
     threshold: float | None
     stream: bool = False
+    words: bool = False  # timestamp_granularities[] includes "word"
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,16 @@ def parse_transcription_form(form: FormData) -> TranscriptionForm:
                              param="temperature", code="unsupported_value")
     granularities = form.getlist("timestamp_granularities[]") + form.getlist("timestamp_granularities")
     for value in granularities:
-        if value != "segment":
-            raise InvalidRequest(f"timestamp granularity {value!r} is not supported; use 'segment'",
+        if value not in ("segment", "word"):
+            raise InvalidRequest(f"timestamp granularity {value!r} is not supported; use 'segment' or 'word'",
                                  param="timestamp_granularities[]", code="unsupported_value")
+    words = "word" in granularities
     stream = _bool_field(form, "stream")
     response_format = _text_field(form, "response_format", "json")
+    if words and not stream and response_format != "verbose_json":
+        # As OpenAI: word times come only in verbose_json (or in a stream's final event).
+        raise InvalidRequest("timestamp_granularities[]=word needs response_format=verbose_json",
+                             param="timestamp_granularities[]", code="invalid_value")
     if response_format not in RESPONSE_FORMATS:
         raise InvalidRequest(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}",
                              param="response_format")
@@ -104,7 +110,7 @@ def parse_transcription_form(form: FormData) -> TranscriptionForm:
     return TranscriptionForm(upload=_upload(form), model=_text_field(form, "model", "") or None,
                              language=_language(form), prompt=prompt, response_format=response_format,
                              route=route,  # type: ignore[arg-type]
-                             threshold=_float_field(form, "threshold", 0.0, 1.0), stream=stream)
+                             threshold=_float_field(form, "threshold", 0.0, 1.0), stream=stream, words=words)
 
 
 def parse_quality_form(form: FormData) -> QualityForm:

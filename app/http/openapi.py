@@ -21,7 +21,9 @@ TRANSCRIPTION_BODY = {
                 "temperature": {"type": "number", "minimum": 0, "maximum": 0,
                                 "description": "Greedy decoding only: 0 or absent."},
                 "timestamp_granularities[]": {"type": "array", "items": {"type": "string",
-                                                                          "enum": ["segment"]}},
+                                                                          "enum": ["segment", "word"]},
+                                              "description": "word: `words` in verbose_json (or in a "
+                                                             "stream's final event)."},
                 "route": {"type": "string", "enum": ["auto", "base", "robust"],
                           "description": "auto = the router decides per segment."},
                 "threshold": {"type": "number", "minimum": 0, "maximum": 1,

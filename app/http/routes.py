@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.engine.pipeline import LanguageNotSupported, RouteNotAvailable
 from app.engine.transcription import TranscriptionOptions
+from app.engine.words import WordsNotAvailable
 from app.errors import ClientClosed, DeadlineExceeded, InvalidRequest, NotFound, NotReady, Unauthorized
 from app.http import formats
 from app.http.forms import parse_quality_form, parse_transcription_form, read_form
@@ -100,6 +101,12 @@ async def _transcribe(request: Request, state: ServiceState, started: float, rel
         state.pipeline.check_language(form.language, form.route)
     except LanguageNotSupported as exc:
         raise InvalidRequest(str(exc), param="language", code="unsupported_language") from None
+    if form.words:
+        try:
+            state.pipeline.check_words(form.language, form.route)
+        except WordsNotAvailable as exc:
+            raise InvalidRequest(str(exc), param="timestamp_granularities[]",
+                                 code="word_timestamps_unavailable") from None
     data = await form.upload.read()
     if not data:
         raise InvalidRequest("the uploaded file is empty", param="file", code="empty_file")
@@ -108,7 +115,7 @@ async def _transcribe(request: Request, state: ServiceState, started: float, rel
     state.metrics.decode_latency.observe(time.perf_counter() - decode_started)
     request.state.audio_seconds = round(audio.duration, 3)
     options = TranscriptionOptions(language=form.language, prompt=form.prompt, route=form.route,
-                                   threshold=threshold)
+                                   threshold=threshold, words=form.words)
     if form.stream:
         return streaming_response(request, state, audio, options, started + settings.request_timeout_seconds,
                                   on_close=release)
@@ -191,7 +198,9 @@ def _model_card(state: ServiceState) -> dict:
             "description": state.pipeline.description if state.pipeline else "",
             # where the recognizer runs and in which dtype ("auto" resolved; null until the models are loaded)
             "device": state.pipeline.device if state.pipeline else None,
-            "dtype": state.pipeline.dtype if state.pipeline else None}
+            "dtype": state.pipeline.dtype if state.pipeline else None,
+            # whether timestamp_granularities[]=word is served (an aligner is loaded; null until loaded)
+            "word_timestamps": state.pipeline.words is not None if state.pipeline else None}
 
 
 @router.get("/healthz", tags=["health"])

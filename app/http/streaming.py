@@ -41,6 +41,8 @@ def event(name: str, data: dict) -> str:
 
 def done_event(transcript: Transcript) -> str:
     body = formats.as_json(transcript)
+    if transcript.words is not None:  # asked for with timestamp_granularities[]=word
+        body["words"] = formats.words_json(transcript)
     return event("transcript.text.done", {"type": "transcript.text.done", **body})
 
 

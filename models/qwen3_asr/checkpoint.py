@@ -170,7 +170,8 @@ def _build_model(config_dict: dict[str, Any], device: torch.device, dtype: torch
 
 
 def _lm_head_is_tied(model: Any) -> bool:
-    return model.lm_head.weight is model.get_input_embeddings().weight
+    lm_head = getattr(model, "lm_head", None)  # a token-classification model (the aligner) has none
+    return lm_head is not None and lm_head.weight is model.get_input_embeddings().weight
 
 
 def _plan_copy(model: Any, shapes: dict[str, tuple[tuple[int, ...], Path]], rename: Any,

@@ -131,8 +131,9 @@ class WhisperRecognizer:
         return languages, no_speech
 
     def to_recognition(self, item: RecognitionItem, language: str, generated: list[int], *, no_speech: float,
-                       avg_logprob: float) -> Recognition:
-        """A row's answer from its generated tokens (end token removed)."""
+                       avg_logprob: float, encoded: torch.Tensor | None = None) -> Recognition:
+        """A row's answer from its generated tokens (end token removed); `encoded` [1500, d] is the row's
+        encoder output, kept for the aligner when the item asked for words."""
         segments = split_segments(generated, self._timestamp_begin)
         tokens = [token for _, _, piece in segments for token in piece]
         timed = []
@@ -141,8 +142,10 @@ class WhisperRecognizer:
             end = min(end, item.duration)  # a final open segment ends at the window edge
             if text:
                 timed.append(TimedText(start=min(start, end), end=end, text=text))
+        text_tokens = tuple(int(t) for t in tokens if int(t) < self._eot)  # no timestamps, no specials
         return Recognition(text=self.decode_text(tokens).strip(), language=language, num_tokens=len(tokens),
-                           segments=tuple(timed), avg_logprob=avg_logprob, no_speech_prob=no_speech)
+                           segments=tuple(timed), avg_logprob=avg_logprob, no_speech_prob=no_speech,
+                           tokens=text_tokens, alignment_state=encoded)
 
     def decode_text(self, tokens: Sequence[int]) -> str:
         text_tokens = [int(t) for t in tokens if int(t) < self._timestamp_begin]

@@ -46,7 +46,7 @@ class RowSource(Protocol):
     def first_step(self, items: Sequence[RecognitionItem], logits: torch.Tensor) -> tuple[list[str], list[float]]: ...
 
     def to_recognition(self, item: RecognitionItem, language: str, generated: list[int], *, no_speech: float,
-                       avg_logprob: float) -> Recognition: ...
+                       avg_logprob: float, encoded: torch.Tensor | None = None) -> Recognition: ...
 
     def decode_text(self, tokens: Sequence[int]) -> str: ...
 
@@ -88,7 +88,8 @@ class WhisperSession(SteppedSession):
 
     def result(self, row: Row) -> Recognition:
         return self.recognizer.to_recognition(row.item, row.state["language"], row.text_tokens,
-                                              no_speech=row.state["no_speech"], avg_logprob=row.avg_logprob)
+                                              no_speech=row.state["no_speech"], avg_logprob=row.avg_logprob,
+                                              encoded=row.state.get("encoded"))
 
     # --- forward passes ------------------------------------------------------------------------------
     def _decoder(self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
@@ -123,10 +124,12 @@ class WhisperSession(SteppedSession):
             positions[index, width - len(prompt):] = torch.arange(len(prompt), device=device)
         scores = self._decoder(tokens, positions, KVSlots.prefill_mask(lengths, device), encoded, False)
         self.kv.commit_join(lengths)
-        for row, prompt, language, p_none in zip(rows, prompts, languages, no_speech):
+        for index, (row, prompt, language, p_none) in enumerate(zip(rows, prompts, languages, no_speech)):
             row.position = len(prompt)
             row.budget = min(row.budget, self.max_positions - len(prompt))
             row.state.update(language=language, no_speech=p_none)
+            if row.item.words:  # the aligner's teacher-forced pass reuses it ([1500, d], ~1 MB): no 2nd encoder
+                row.state["encoded"] = encoded[index].clone()
         return scores
 
     def decode(self, rows: list[Row], tokens: torch.Tensor, positions: torch.Tensor,
