@@ -3,9 +3,31 @@ pair of Whisper models). Both advance at every step, so rows of either route joi
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Protocol, TypeVar
 
 from models.recognition import DecodeSession, RecognitionItem, RowUpdate
+
+Out = TypeVar("Out")
+
+
+class _Routed(Protocol):
+    robust: bool
+
+
+Item = TypeVar("Item", bound=_Routed)
+
+
+def per_route(items: Sequence[Item], base: Callable[[list[Item]], Sequence[Out]],
+              robust: Callable[[list[Item]], Sequence[Out]]) -> list[Out]:
+    """Each route's items through its own batch call (one call per route that has items); the results in
+    input order. A call must answer every item it is given (list in, list of the same length out)."""
+    results: dict[int, Out] = {}
+    for path, call in ((False, base), (True, robust)):
+        rows = [index for index, item in enumerate(items) if item.robust == path]
+        if rows:
+            results.update(zip(rows, call([items[i] for i in rows]), strict=True))
+    return [results[index] for index in range(len(items))]
 
 
 class RoutedSession:

@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import torch
 
+from models.decoding.routed import per_route
 from models.recognition import SAMPLE_RATE, AlignmentItem, Word
 from models.whisper.timing import (
     FRAMES_PER_SECOND,
@@ -169,10 +170,4 @@ class RoutedWhisperAligner:
         return (self.robust if robust else self.base).languages()
 
     def align(self, items: Sequence[AlignmentItem]) -> list[tuple[Word, ...]]:
-        results: list[tuple[Word, ...] | None] = [None] * len(items)
-        for path, aligner in ((False, self.base), (True, self.robust)):
-            rows = [index for index, item in enumerate(items) if item.robust == path]
-            if rows:
-                for row, words in zip(rows, aligner.align([items[i] for i in rows]), strict=True):
-                    results[row] = words
-        return [words if words is not None else () for words in results]
+        return per_route(items, self.base.align, self.robust.align)

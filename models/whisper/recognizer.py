@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.decoding.routed import RoutedSession
+from models.decoding.routed import RoutedSession, per_route
 from models.decoding.session import decode_all
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, TimedText
 from models.whisper.rules import split_segments
@@ -32,13 +32,6 @@ MAX_ITEM_SECONDS = 30.0  # Whisper's window; the service cuts longer audio befor
 
 def _lang_code(token: str) -> str:
     return token.removeprefix("<|").removesuffix("|>")  # "<|en|>" -> "en"
-
-
-def _complete(results: list[Recognition | None]) -> list[Recognition]:
-    missing = [index for index, result in enumerate(results) if result is None]
-    if missing:
-        raise RuntimeError(f"no recognition produced for items {missing}")
-    return [result for result in results if result is not None]
 
 
 class WhisperRecognizer:
@@ -170,10 +163,4 @@ class RoutedWhisperRecognizer:
         """Each route's rows on its model; results in input order."""
         for path, recognizer in ((False, self.base), (True, self.robust)):  # reject before decoding anything
             recognizer.validate([item for item in items if item.robust == path])
-        results: list[Recognition | None] = [None] * len(items)
-        for path, recognizer in ((False, self.base), (True, self.robust)):
-            rows = [index for index, item in enumerate(items) if item.robust == path]
-            if rows:
-                for row, result in zip(rows, recognizer.recognize([items[i] for i in rows]), strict=True):
-                    results[row] = result
-        return _complete(results)
+        return per_route(items, self.base.recognize, self.robust.recognize)
