@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.audio.decoding import DecodedAudio, decode_audio
-from app.audio.segmenter import Segment, split_for_recognition
-from app.audio.speech_gate import GateOutcome, SpeechGateConfig, gate
+from app.audio.segmenter import Segment
+from app.audio.speech_gate import GateOutcome, SpeechGateConfig
+from app.audio.windowed import GatedSegment, gated_segments
 from app.engine.batcher import Batcher
 from app.engine.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
 from app.engine.transcript import UNSPACED, Transcript, assemble
@@ -83,13 +84,18 @@ class Transcriber:
         return assemble(windows, results, audio.duration, options.language)
 
     def _split_and_gate(self, samples: np.ndarray) -> list[tuple[Segment, GateOutcome]]:
-        """Segments of at most max_segment_seconds and the speech gate's outcome for each (blocking)."""
-        segments = split_for_recognition(samples, max_segment_seconds=self.max_segment_seconds)
-        outcomes = gate([segment.samples for segment in segments], self.speech_gate)
-        for segment, outcome in zip(segments, outcomes):
-            self.metrics.speech_gate_segments.labels(outcome=outcome).inc()
-            self.metrics.speech_gate_audio_seconds.labels(outcome=outcome).inc(segment.end - segment.start)
-        return list(zip(segments, outcomes))
+        """Segments of at most max_segment_seconds and the speech gate's outcome for each (blocking): the
+        windowed routine jobs use too (app/audio/windowed.py), so both cut and gate the same way."""
+        gated = [item for group in gated_segments([samples], max_segment_seconds=self.max_segment_seconds,
+                                                  gate_config=self.speech_gate) for item in group]
+        self.record_gate(gated)
+        return [(item.segment, item.outcome) for item in gated]
+
+    def record_gate(self, gated: list[GatedSegment]) -> None:
+        for item in gated:
+            self.metrics.speech_gate_segments.labels(outcome=item.outcome).inc()
+            self.metrics.speech_gate_audio_seconds.labels(outcome=item.outcome).inc(item.segment.end
+                                                                                    - item.segment.start)
 
     def _record(self, job: SegmentJob, result: SegmentResult) -> None:
         self.metrics.audio_seconds.labels(route=result.route).inc(job.seconds)
