@@ -107,6 +107,27 @@ class AudioStream:
             f.close()
 
 
+def probe_seconds(file: BinaryIO) -> float | None:
+    """The duration a file's header declares (libsndfile frames, else the container's), without decoding;
+    None when it does not say or cannot be read (decoding then decides). Leaves the file at its start."""
+    try:
+        with sf.SoundFile(file) as f:
+            return f.frames / f.samplerate if f.frames > 0 and f.samplerate > 0 else None
+    except (sf.LibsndfileError, RuntimeError):
+        pass
+    finally:
+        file.seek(0)
+    import av
+
+    try:
+        with av.open(file, mode="r") as container:
+            return container.duration / 1_000_000 if container.duration else None
+    except (av.error.FFmpegError, ValueError, IndexError):
+        return None
+    finally:
+        file.seek(0)
+
+
 def _probe_pyav(file: BinaryIO) -> tuple[int, int, str]:
     import av
 

@@ -97,6 +97,10 @@ class Transcriber:
             self.metrics.speech_gate_audio_seconds.labels(outcome=item.outcome).inc(item.segment.end
                                                                                     - item.segment.start)
 
+    def record_result(self, job: SegmentJob, result: SegmentResult) -> None:
+        """The metrics of one recognized segment (a job's segments count like a request's)."""
+        self._record(job, result)
+
     def _record(self, job: SegmentJob, result: SegmentResult) -> None:
         self.metrics.audio_seconds.labels(route=result.route).inc(job.seconds)
         self.metrics.route_decisions.labels(route=result.route, reason=result.reason).inc()

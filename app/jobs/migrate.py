@@ -1,0 +1,46 @@
+"""Schema migrations at start-up (Alembic, app/jobs/migrations), safe when several replicas start at once:
+on PostgreSQL the upgrade runs under a session advisory lock, so one replica migrates and the others wait,
+then find the schema current. SQLite is one replica's file: its own write lock serialises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_LOCK_KEY = 0x6D656761_6A6F6273 & 0x7FFFFFFFFFFFFFFF  # "megajobs": one advisory lock id for the whole schema
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest migration."""
+    postgres = engine.dialect.name == "postgresql"
+    async with engine.connect() as conn:
+        if postgres:
+            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+            await conn.commit()
+        try:
+            await conn.run_sync(_upgrade_to_head)
+            await conn.commit()
+        finally:
+            if postgres:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+                await conn.commit()
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def current_revision(connection: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
