@@ -45,8 +45,10 @@ def _production(settings: Settings, metrics: Metrics) -> Pipeline:
                            mode=_adapter_mode(settings), max_new_tokens=settings.max_new_tokens)
     for component, seconds in bundle.load_seconds.items():
         metrics.model_load.labels(component=component).set(seconds)
+    # The description is shown to clients (/v1/models): it names the models, never where they are.
     return Pipeline(bundle.recognizer, bundle.scorer, routing=settings.routing,
-                    description=f"Mega-ASR from {settings.model_dir}", guards=GuardConfig.from_settings(settings),
+                    description="Mega-ASR: Qwen3-ASR-1.7B + Mega-ASR LoRA + router",
+                    guards=GuardConfig.from_settings(settings),
                     **_placed(bundle.placement))
 
 

@@ -18,7 +18,7 @@ fi
 as_postgres() { if [ "$(id -un)" = postgres ]; then "$@"; else su postgres -s /bin/sh -c "$(printf '%q ' "$@")"; fi; }
 for _ in $(seq 1 50); do as_postgres psql -qtAc "select 1" >/dev/null 2>&1 && break; sleep 0.2; done
 if [ "$(as_postgres psql -qtAc "select 1 from pg_roles where rolname='mega_asr'")" != 1 ]; then
-  as_postgres psql -qc "create role mega_asr login password 'mega_asr'"
+  as_postgres psql -qc "create role mega_asr login createdb password 'mega_asr'"
 fi
 if [ "$(as_postgres psql -qtAc "select 1 from pg_database where datname='mega_asr_test'")" != 1 ]; then
   as_postgres psql -qc "create database mega_asr_test owner mega_asr"

@@ -51,3 +51,32 @@ QUALITY_BODY = {
         }}},
     },
 }
+
+_TRANSCRIPTION_FIELDS = TRANSCRIPTION_BODY["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+
+JOB_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                **_TRANSCRIPTION_FIELDS,
+                "webhook_url": {"type": "string", "format": "uri", "description": "Called (Standard Webhooks) "
+                                "when the job completes, fails or is cancelled."},
+                "metadata": {"type": "string", "description": "JSON object of at most 16 string pairs, echoed."},
+            },
+        }}},
+    },
+    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
+                    "description": "A retried submit with the same key and request returns the same job."}],
+    "responses": {
+        "202": {"description": "The job object; Location names it."},
+        "400": {"description": "Invalid field."},
+        "401": {"description": "Missing or invalid API key."},
+        "409": {"description": "Idempotency-Key reused with a different request."},
+        "413": {"description": "Upload or audio too long."},
+        "415": {"description": "Not audio."},
+        "503": {"description": "Loading or draining."},
+    },
+}

@@ -11,7 +11,7 @@ import logging
 import time
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.engine.pipeline import LanguageNotSupported, RouteNotAvailable
@@ -139,15 +139,7 @@ async def _until_deadline_or_disconnect(request: Request, work, timeout: float):
 
 
 def _render(transcript, response_format: str) -> Response:
-    if response_format == "json":
-        return JSONResponse(formats.as_json(transcript))
-    if response_format == "verbose_json":
-        return JSONResponse(formats.as_verbose_json(transcript))
-    if response_format == "srt":
-        return PlainTextResponse(formats.as_srt(transcript), media_type="application/x-subrip")
-    if response_format == "vtt":
-        return PlainTextResponse(formats.as_vtt(transcript), media_type="text/vtt")
-    return PlainTextResponse(formats.as_text(transcript))
+    return formats.response_for(transcript, response_format)
 
 
 @router.post("/v1/audio/quality", openapi_extra=QUALITY_BODY, tags=["audio"])

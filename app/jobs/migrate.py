@@ -4,6 +4,8 @@ then find the schema current. SQLite is one replica's file: its own write lock s
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from pathlib import Path
 
 from sqlalchemy import text
@@ -12,12 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _LOCK_KEY = 0x6D656761_6A6F6273 & 0x7FFFFFFFFFFFFFFF  # "megajobs": one advisory lock id for the whole schema
+# Alembic keeps its running context in module globals: one upgrade at a time per process (per event loop).
+_IN_PROCESS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 async def upgrade(engine: AsyncEngine) -> None:
     """Bring the schema to the newest migration."""
     postgres = engine.dialect.name == "postgresql"
-    async with engine.connect() as conn:
+    lock = _IN_PROCESS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock, engine.connect() as conn:
         if postgres:
             await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
             await conn.commit()
