@@ -20,6 +20,9 @@ class ChunkFile(io.RawIOBase):
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cached = cached  # chunks kept (decoders seek back a little, e.g. to re-read a header)
         self._position = 0
+        # Why a read came back short (the store failed, the job was deleted): raised by the reader's owner
+        # after the decoder stops, since decoders call read() from C and swallow exceptions there.
+        self.failure: BaseException | None = None
 
     def readable(self) -> bool:
         return True
@@ -40,7 +43,11 @@ class ChunkFile(io.RawIOBase):
         written = 0
         while written < len(view) and self._position < self._size:
             seq, offset = divmod(self._position, self._chunk_bytes)
-            chunk = self._chunk(seq)
+            try:
+                chunk = self._chunk(seq)
+            except Exception as exc:  # noqa: BLE001 - kept for the owner; the decoder sees the end
+                self.failure = exc
+                break
             take = min(len(view) - written, len(chunk) - offset, self._size - self._position)
             if take <= 0:
                 break

@@ -232,12 +232,19 @@ class JobRunner:
                         raise LeaseLost(job.id) from None
 
         def generate() -> Iterator[list[GatedSegment]]:
-            stream = AudioStream(ChunkFile(job.audio_bytes, CHUNK_BYTES, fetch),
-                                 max_seconds=self.config.max_audio_seconds)
-            yield from gated_segments(skip_samples(stream.blocks(), start_sample),
-                                      max_segment_seconds=self.config.max_segment_seconds,
-                                      gate_config=self.transcriber.speech_gate, start_sample=start_sample,
-                                      first_index=first)
+            file = ChunkFile(job.audio_bytes, CHUNK_BYTES, fetch)
+            try:
+                stream = AudioStream(file, max_seconds=self.config.max_audio_seconds)
+                yield from gated_segments(skip_samples(stream.blocks(), start_sample),
+                                          max_segment_seconds=self.config.max_segment_seconds,
+                                          gate_config=self.transcriber.speech_gate, start_sample=start_sample,
+                                          first_index=first)
+            except ServiceError:
+                if file.failure is not None:  # the audio was bad because it could not be read: say why
+                    raise file.failure from None
+                raise
+            if file.failure is not None:
+                raise file.failure
 
         return generate()
 
