@@ -17,7 +17,6 @@ from app.jobs.delivery import claim_due, record
 from app.jobs.schema import webhook_outbox
 from app.jobs.store import JobStore, LeaseLost, OutboxMessage
 
-
 ROOT = Path(__file__).resolve().parents[3]
 
 
