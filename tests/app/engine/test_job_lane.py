@@ -61,8 +61,8 @@ def test_a_synchronous_clip_preempts_job_rows_and_the_preempted_rows_still_finis
     assert len(recognizer.cancelled) == 3  # the newest job rows beyond rows_beside_sync=1 left the session
     short_join = next(i for i, join in enumerate(recognizer.joins) if join[0].duration == 1.0)
     assert len(recognizer.joins[short_join]) == 1
-    short_steps = [keys for keys in recognizer.steps[3:] if len(keys) <= 2]
-    assert short_steps and max(len(keys) for keys in recognizer.steps[3:3 + 9]) <= 2  # it ran beside one job row
+    short_steps = [keys for keys in recognizer.steps if 4 in keys]  # keys 0-3: the job's, 4: the clip's
+    assert len(short_steps) == 9 and all(len(keys) == 2 for keys in short_steps)  # beside one job row only
 
 
 def test_a_synchronous_clip_is_admitted_before_queued_job_segments():
