@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.jobs.schema import job_segments, jobs
 from app.jobs.store import JobStore
-from tests.app.jobs import processes
+from bench import job_servers as processes
 from tests.app.jobs.databases import fresh_postgres
 from tests.server import poll
 

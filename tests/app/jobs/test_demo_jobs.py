@@ -17,7 +17,7 @@ import soundfile as sf
 
 from app.audio.decoding import decode_audio
 from app.evaluation.scoring import corpus_rate, count_errors
-from tests.app.jobs import processes
+from bench import job_servers as processes
 from tests.server import poll
 
 pytestmark = pytest.mark.slow

@@ -3,11 +3,7 @@ receiver that fails first and then accepts: the delivery is retried with the sam
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -15,46 +11,12 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.errors import InvalidRequest
 from app.jobs.webhooks import Allowed, check_url, event_body, headers, sign
+from bench.job_receiver import Receiver
 from tests.fakes import tone
 from tests.server import metric, poll, wav_bytes
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 JOBS = "/v1/audio/transcriptions/jobs"
-
-
-class Receiver:
-    """A real HTTP server on loopback: answers the scripted statuses in turn (then 200), records every call."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = list(statuses)
-        self.calls: list[tuple[dict[str, str], bytes, int]] = []
-        self.lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def serving(self) -> Iterator[str]:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                with receiver.lock:
-                    status = receiver.statuses.pop(0) if receiver.statuses else 200
-                    receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body, status))
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                return None
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}/hooks/asr"
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 def test_our_signature_is_the_standard_webhooks_signature():
@@ -87,7 +49,8 @@ def test_the_allow_list_checks_names_networks_and_every_resolved_address():
 
 def test_a_failed_delivery_is_retried_with_the_same_id_and_every_signature_verifies(fake_service, tmp_path):
     receiver = Receiver([500, 503])
-    with receiver.serving() as url:
+    with receiver.serving():
+        url = receiver.url
         base, _ = fake_service(database_url=f"sqlite+aiosqlite:///{tmp_path / 'j.db'}", webhook_secret=SECRET,
                                webhook_retry_seconds="0.2,0.2,0.2", webhook_allowed_hosts="127.0.0.0/8",
                                job_poll_seconds=0.1)
@@ -145,7 +108,8 @@ def test_deliveries_pending_at_a_restart_go_out_after_it(fake_service, tmp_path)
     (pending,) = asyncio.run(outbox())
     assert (pending.status, pending.attempts) == ("pending", 1)
     receiver = Receiver([])
-    with receiver.serving() as url:
+    with receiver.serving():
+        url = receiver.url
         asyncio.run(outbox(url))
         fake_service(**settings)
         poll(lambda: len(receiver.calls) == 1, 30, "the pending delivery was not resumed")

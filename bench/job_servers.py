@@ -1,4 +1,5 @@
-"""Real `mega-asr-server serve` processes sharing one job store, for the crash and replica tests."""
+"""Real `mega-asr-server serve` processes sharing one job store: the job benchmark (bench/jobs.py) and the
+crash and replica tests (tests/app/jobs) start, feed and kill them."""
 
 from __future__ import annotations
 
