@@ -18,7 +18,7 @@ import numpy as np
 from app.audio.decoding import decode_audio
 from tests.server import free_port, poll, wav_bytes
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "audio"
 JOBS = "/v1/audio/transcriptions/jobs"
 # Short leases and polls so a dead replica's job is taken over in seconds; float32 so that every row's

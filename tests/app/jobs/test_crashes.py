@@ -104,3 +104,25 @@ def test_two_servers_on_one_postgresql_share_twenty_jobs_and_survive_a_kill_9(tm
         assert state["progress"]["audio_seconds_done"] == pytest.approx(state["duration"])
         assert processes.transcript(survivor.base, job["id"]) == processes.synchronous(survivor.base, audio,
                                                                                         language="en")
+
+
+def test_sigterm_mid_job_keeps_the_stored_segments_and_a_restart_resumes_after_them(tmp_path):
+    import signal
+
+    database = f"sqlite+aiosqlite:///{tmp_path / 'jobs.sqlite3'}"
+    audio = processes.fixture_speech(90, seed=2)
+    with processes.servers(database, tmp_path, 1, **SLOW_JOB) as (server,):
+        job = processes.submit(server.base, audio, language="en")
+        wait_midway(server, job["id"])
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0
+    (record,), stored = rows(database)
+    assert record.status == "in_progress" and record.lease_expires_at == 0.0  # given back, not left to expire
+    assert stored and record.audio_seconds_done == pytest.approx(sum(s.end_sample - s.start_sample
+                                                                     for s in stored) / 16_000)
+    kept = {(s.seq, s.result) for s in stored}
+    with processes.servers(database, tmp_path, 1, **SLOW_JOB) as (restarted,):
+        wait_completed(restarted, job["id"], timeout=120)
+        assert processes.transcript(restarted.base, job["id"]) == processes.synchronous(restarted.base, audio,
+                                                                                         language="en")
+    assert kept <= {(s.seq, s.result) for s in rows(database)[1]}  # what was stored before stayed as it was
