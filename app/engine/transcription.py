@@ -64,8 +64,7 @@ class Transcriber:
         segments = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self._split_and_gate,
                                                                     audio.samples)
         voiced = [i for i, (_, outcome) in enumerate(segments) if outcome == "speech"]
-        jobs = [SegmentJob(audio=segments[i][0].samples, route=options.route, threshold=options.threshold,
-                           language=options.language, context=options.prompt) for i in voiced]
+        jobs = [segment_job(segments[i][0].samples, options) for i in voiced]
         results: list[SegmentResult | None] = [None] * len(segments)
         if jobs:
             ordered = OrderedText(len(jobs), on_text, options.language) if on_text is not None else None
@@ -118,6 +117,12 @@ class Transcriber:
         score = float(scores[0])
         return QualityAssessment(router_score=score, route="robust" if score >= threshold else "base",
                                  threshold=threshold, duration=audio.duration)
+
+
+def segment_job(samples: np.ndarray, options: TranscriptionOptions) -> SegmentJob:
+    """What the engine runs for one segment of a request or a job with these options."""
+    return SegmentJob(audio=samples, route=options.route, threshold=options.threshold, language=options.language,
+                      context=options.prompt)
 
 
 class OrderedText:

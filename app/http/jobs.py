@@ -15,7 +15,7 @@ from app.errors import Conflict, InvalidRequest, NotFound, NotReady
 from app.http import formats
 from app.http.forms import parse_job_form, read_form
 from app.http.openapi import JOB_BODY
-from app.http.routes import _check_api_key
+from app.http.routes import _check_api_key, transcription_options
 from app.jobs.service import Jobs, Submission
 from app.jobs.store import JobRecord
 from app.jobs.webhooks import Allowed, check_url
@@ -79,11 +79,9 @@ async def submit_job(request: Request) -> JSONResponse:
             raise InvalidRequest("webhooks are not configured on this service (MEGA_ASR_WEBHOOK_SECRET)",
                                  param="webhook_url", code="webhooks_not_configured")
         check_url(form.webhook_url, Allowed.parse(settings.webhook_allowed_hosts))
-    options = {"language": fields.language, "prompt": fields.prompt, "route": fields.route,
-               "threshold": settings.threshold if fields.threshold is None else fields.threshold,
-               "response_format": fields.response_format}
-    submission = Submission(owner=owner, options=options, metadata=form.metadata, webhook_url=form.webhook_url,
-                            idempotency_key=key)
+    submission = Submission(owner=owner, options=transcription_options(fields, settings.threshold),
+                            response_format=fields.response_format, metadata=form.metadata,
+                            webhook_url=form.webhook_url, idempotency_key=key)
     job, created = await jobs.submit(submission, fields.upload)
     headers = {"Location": f"{PREFIX}/{job.id}"}
     if not created:
@@ -126,7 +124,7 @@ async def get_job(job_id: str, request: Request) -> dict:
 async def get_transcript(job_id: str, request: Request, response_format: str | None = None) -> Response:
     _, jobs, owner = _jobs(request)
     job = await _owned(jobs, job_id, owner)
-    response_format = response_format or job.options.get("response_format", "json")
+    response_format = response_format or job.options["response_format"]
     if response_format not in formats.RESPONSE_FORMATS:
         raise InvalidRequest(f"response_format must be one of {', '.join(formats.RESPONSE_FORMATS)}",
                              param="response_format")

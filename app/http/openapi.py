@@ -72,11 +72,8 @@ JOB_BODY = {
                     "description": "A retried submit with the same key and request returns the same job."}],
     "responses": {
         "202": {"description": "The job object; Location names it."},
-        "400": {"description": "Invalid field."},
-        "401": {"description": "Missing or invalid API key."},
         "409": {"description": "Idempotency-Key reused with a different request."},
-        "413": {"description": "Upload or audio too long."},
-        "415": {"description": "Not audio."},
-        "503": {"description": "Loading or draining."},
+        **{status: answer for status, answer in TRANSCRIPTION_BODY["responses"].items()
+           if status in ("400", "401", "413", "415", "503")},
     },
 }

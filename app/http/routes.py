@@ -18,7 +18,7 @@ from app.engine.pipeline import LanguageNotSupported, RouteNotAvailable
 from app.engine.transcription import TranscriptionOptions
 from app.errors import ClientClosed, DeadlineExceeded, InvalidRequest, NotFound, NotReady, Unauthorized
 from app.http import formats
-from app.http.forms import parse_quality_form, parse_transcription_form, read_form
+from app.http.forms import TranscriptionForm, parse_quality_form, parse_transcription_form, read_form
 from app.http.openapi import QUALITY_BODY, TRANSCRIPTION_BODY
 from app.http.streaming import TranscriptStream, client_disconnected, streaming_response
 from app.state import ServiceState
@@ -91,7 +91,6 @@ def _count_in_flight(state: ServiceState):
 async def _transcribe(request: Request, state: ServiceState, started: float, release) -> Response:
     settings = state.settings
     form = parse_transcription_form(await read_form(request, settings.max_upload_bytes))
-    threshold = settings.threshold if form.threshold is None else form.threshold
     try:
         state.pipeline.check_route(form.route)
     except RouteNotAvailable as exc:
@@ -107,8 +106,7 @@ async def _transcribe(request: Request, state: ServiceState, started: float, rel
     audio = await state.transcriber.decode(data, form.upload.filename)
     state.metrics.decode_latency.observe(time.perf_counter() - decode_started)
     request.state.audio_seconds = round(audio.duration, 3)
-    options = TranscriptionOptions(language=form.language, prompt=form.prompt, route=form.route,
-                                   threshold=threshold)
+    options = transcription_options(form, settings.threshold)
     if form.stream:
         return streaming_response(request, state, audio, options, started + settings.request_timeout_seconds,
                                   on_close=release)
@@ -117,6 +115,12 @@ async def _transcribe(request: Request, state: ServiceState, started: float, rel
     transcript = await _until_deadline_or_disconnect(request, work, remaining)
     request.state.route = transcript.route
     return _render(transcript, form.response_format)
+
+
+def transcription_options(form: TranscriptionForm, default_threshold: float) -> TranscriptionOptions:
+    """The engine's options for a parsed transcription form (a request's or a job's)."""
+    threshold = default_threshold if form.threshold is None else form.threshold
+    return TranscriptionOptions(language=form.language, prompt=form.prompt, route=form.route, threshold=threshold)
 
 
 async def _until_deadline_or_disconnect(request: Request, work, timeout: float):

@@ -1,11 +1,15 @@
 """Schema migrations at start-up (Alembic, app/jobs/migrations), safe when several replicas start at once:
 on PostgreSQL the upgrade runs under a session advisory lock, so one replica migrates and the others wait,
-then find the schema current. SQLite is one replica's file: its own write lock serialises."""
+then find the schema current. On SQLite (DDL is not transactional there) processes opening the same file
+take an exclusive lock on `<file>.migrate.lock` around the upgrade instead."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import text
@@ -22,7 +26,7 @@ async def upgrade(engine: AsyncEngine) -> None:
     """Bring the schema to the newest migration."""
     postgres = engine.dialect.name == "postgresql"
     lock = _IN_PROCESS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-    async with lock, engine.connect() as conn:
+    async with lock, _sqlite_file_lock(engine), engine.connect() as conn:
         if postgres:
             await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
             await conn.commit()
@@ -33,6 +37,20 @@ async def upgrade(engine: AsyncEngine) -> None:
             if postgres:
                 await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
                 await conn.commit()
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    handle = await asyncio.to_thread(open, f"{database}.migrate.lock", "a+b")
+    try:
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)  # waits for another process's upgrade
+        yield
+    finally:
+        handle.close()  # closing the file releases the lock
 
 
 def _upgrade_to_head(connection: Connection) -> None:

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from app.audio.stream import AudioStream
 from app.audio.windowed import GATE_GROUP, GatedSegment, gated_segments, skip_samples
 from app.engine.pipeline import SegmentJob
-from app.engine.transcription import Transcriber
+from app.engine.transcription import Transcriber, TranscriptionOptions
+from app.engine.transcription import segment_job as engine_segment_job
 from app.errors import NotReady, ServiceError
 from app.jobs import leases
 from app.jobs.chunks import ChunkFile
-from app.jobs.codec import encode_result
+from app.jobs.codec import encode_result, from_plain
 from app.jobs.store import CHUNK_BYTES, JobRecord, JobStore, LeaseLost, OutboxMessage, StoredSegment
 from app.jobs.webhooks import event_body, new_message_id
 from app.metrics import Metrics
@@ -190,9 +191,8 @@ class JobRunner:
         if item.outcome != "speech":
             await self._store(job, item, None)
             return None
-        options = job.options
-        segment_job = SegmentJob(audio=item.segment.samples, route=options["route"], threshold=options["threshold"],
-                                 language=options["language"], context=options["prompt"])
+        segment_job = engine_segment_job(item.segment.samples, from_plain(TranscriptionOptions,
+                                                                          job.options["transcription"]))
         await self._window.acquire()
         try:
             (future,) = self.transcriber.batcher.submit(lane, [segment_job], lane="job")

@@ -15,9 +15,10 @@ from sqlalchemy.exc import IntegrityError
 
 from app.audio.stream import probe_seconds, refuse_obvious_non_audio, too_long
 from app.engine.transcript import Transcript, assemble
+from app.engine.transcription import TranscriptionOptions
 from app.errors import Conflict, InvalidRequest, PayloadTooLarge
 from app.jobs import leases
-from app.jobs.codec import decode_result
+from app.jobs.codec import decode_result, from_plain, to_plain
 from app.jobs.runner import RATE, JobRunner, webhook_for
 from app.jobs.store import CHUNK_BYTES, JobRecord, JobStore
 
@@ -34,7 +35,8 @@ class Upload(Protocol):
 @dataclass(frozen=True)
 class Submission:
     owner: str
-    options: dict  # language, prompt, route, threshold, response_format
+    options: TranscriptionOptions  # what the synchronous endpoint would run the same fields with
+    response_format: str  # the transcript's format when GET .../transcript names none
     metadata: dict[str, str]
     webhook_url: str | None
     idempotency_key: str | None
@@ -53,7 +55,7 @@ class Jobs:
         """Stream the upload into the store and queue the job. Returns (job, created): an Idempotency-Key
         seen before with the same fields and file returns that job (created False); with others, 409."""
         job_id = "job_" + secrets.token_hex(12)
-        await self.store.create(job_id, submission.owner, submission.options, submission.metadata,
+        await self.store.create(job_id, submission.owner, stored_options(submission), submission.metadata,
                                 submission.webhook_url, (upload.filename or "")[:255] or None)
         try:
             size, file_hash = await self._stream(job_id, upload)
@@ -133,9 +135,20 @@ class Jobs:
         stored = await self.store.segments(job.id)
         windows = [(segment.start_sample / RATE, segment.end_sample / RATE) for segment in stored]
         results = [decode_result(segment.result) if segment.result else None for segment in stored]
-        return assemble(windows, results, job.duration or 0.0, job.options.get("language"))
+        return assemble(windows, results, job.duration or 0.0, options_of(job).language)
+
+
+def stored_options(submission: Submission) -> dict:
+    """The job's options as stored: the engine's options (generically, so fields added to them are kept) and
+    the transcript's default format."""
+    return {"transcription": to_plain(submission.options), "response_format": submission.response_format}
+
+
+def options_of(job: JobRecord) -> TranscriptionOptions:
+    return from_plain(TranscriptionOptions, job.options["transcription"])
 
 
 def _fingerprint(submission: Submission, file_hash: str) -> str:
-    fields = json.dumps([submission.options, submission.metadata, submission.webhook_url, file_hash], sort_keys=True)
+    fields = json.dumps([stored_options(submission), submission.metadata, submission.webhook_url, file_hash],
+                        sort_keys=True)
     return hashlib.sha256(fields.encode()).hexdigest()
