@@ -177,4 +177,5 @@ def _limits(settings: Settings) -> BatchLimits:
                        max_queue_segments=settings.max_queue_segments,
                        max_kv_cache_bytes=int(settings.max_kv_cache_mb * 2**20), engine=settings.engine,
                        job_lane=JobLaneLimits(rows_beside_sync=settings.job_rows_beside_sync,
-                                              join_per_iteration=settings.job_join_per_iteration))
+                                              join_per_iteration=settings.job_join_per_iteration,
+                                              sync_quiet_seconds=settings.job_sync_quiet_ms / 1000))

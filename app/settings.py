@@ -141,9 +141,12 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(2, ge=1, le=64, description="Jobs one replica runs at once.")
     job_engine_window: int = Field(16, ge=1, le=1024, description="Job segments a replica keeps in the engine "
                                    "(queued or decoding) at once, all jobs together.")
-    job_rows_beside_sync: int = Field(2, ge=0, le=512, description="Job rows that keep decoding while "
+    job_rows_beside_sync: int = Field(1, ge=0, le=512, description="Job rows that keep decoding while "
                                       "synchronous segments wait or run; the rest are sent back to their queue "
                                       "(their work is redone), so a short request never waits behind a job.")
+    job_sync_quiet_ms: float = Field(500.0, ge=0, le=60_000, description="Synchronous work counts as present "
+                                     "this long after it was last seen: jobs do not refill the rows in the "
+                                     "gaps between requests (a prefill the next request would wait for).")
     job_join_per_iteration: int = Field(2, ge=1, le=512, description="Job segments prefilled per engine "
                                         "iteration at most (bounds the work a synchronous arrival waits for).")
     webhook_secret: SecretStr | None = Field(None, description="Standard Webhooks signing secret, whsec_<base64>. "
@@ -163,6 +166,13 @@ class Settings(BaseSettings):
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("webhook_retry_seconds")
+    @classmethod
+    def _check_retries(cls, value: list[float]) -> list[float]:
+        if any(wait <= 0 for wait in value):
+            raise ValueError("webhook_retry_seconds must be positive waits in seconds")
         return value
 
     @field_validator("webhook_secret")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import itertools
 import logging
@@ -231,8 +232,9 @@ class Batcher:
             await self._changed.wait()
         if self._running or self._to_cancel:
             return  # rows are decoding: newcomers join at the next step, no waiting
-        if not self._queue.segments:
-            return  # job segments alone: no company to wait for
+        if not self._queue.segments:  # job segments alone: they join once synchronous work has been quiet
+            await self._wait_quiet()
+            return
         deadline = (self._queue.first_enqueued_at() or time.monotonic()) + self.limits.max_wait_seconds
         while (self._queue.segments < self.row_limit and self._queue.audio < self.limits.max_audio_seconds):
             remaining = deadline - time.monotonic()
@@ -244,14 +246,20 @@ class Batcher:
             except asyncio.TimeoutError:
                 return
 
+    async def _wait_quiet(self) -> None:
+        while (remaining := self._jobs.quiet_in(time.monotonic())) > 0 and not self._queue.segments:
+            self._changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
     def _admit(self) -> list[_Pending]:
         if self.limits.engine == "static" and self._running:
             return []  # a static batch runs to its end before the next one starts
         free = self.row_limit - len(self._running)
         now = time.monotonic()
         taken = self._queue.take(free, self.limits.max_audio_seconds)
-        sync_present = bool(taken) or self._sync_present()
-        taken += self._jobs.take(free - len(taken), self.row_limit, sync_present, self.limits.max_audio_seconds)
+        sync_recent = self._jobs.sync_recent(bool(taken) or self._sync_present(), now)
+        taken += self._jobs.take(free - len(taken), self.row_limit, sync_recent, self.limits.max_audio_seconds)
         admitted = []
         for key, enqueued_at in taken:
             pending = self._live.get(key)

@@ -2,10 +2,12 @@
 
 - Synchronous segments are admitted first; job segments take only the rows left, at most
   `join_per_iteration` of them per iteration (so a job's prefill between two steps stays short).
-- While synchronous work is queued or running, job rows are held to `rows_beside_sync`; job rows beyond
-  that are preempted: they leave the running rows and go back to the head of their job's queue (their
-  decoding so far is redone later), the same way rows leave on an out-of-memory step. A short synchronous
-  clip then decodes beside at most that many job rows, never behind a job's backlog.
+- While synchronous work is queued or running, and for `sync_quiet_seconds` after it was last seen, job rows
+  are held to `rows_beside_sync`; job rows beyond that are preempted when synchronous work arrives: they
+  leave the running rows and go back to the head of their job's queue (their decoding so far is redone
+  later), the same way rows leave on an out-of-memory step. A short synchronous clip then decodes beside at
+  most that many job rows, never behind a job's backlog. The quiet period keeps the job from refilling the
+  rows (a prefill a synchronous arrival would wait for, then preempt) in the short gaps between requests.
 - Job audio is not counted for the synchronous admission limit (429), but is in the autoscaling signal.
 The job runner (app/jobs/runner.py) keeps only a bounded window of segments in this lane.
 """
@@ -19,8 +21,9 @@ from app.engine.fair_queue import FairQueue
 
 @dataclass(frozen=True)
 class JobLaneLimits:
-    rows_beside_sync: int = 2  # job rows that may keep decoding while synchronous work is present
+    rows_beside_sync: int = 1  # job rows that may keep decoding while synchronous work is present
     join_per_iteration: int = 2  # job segments that may join (be prefilled) in one iteration
+    sync_quiet_seconds: float = 0.5  # synchronous work counts as present this long after it was last seen
 
 
 class JobLane:
@@ -30,6 +33,17 @@ class JobLane:
         self.limits = limits
         self.queue = queue
         self.running: list[int] = []  # job rows in the session, oldest first
+        self._sync_seen = float("-inf")  # time.monotonic() when synchronous work was last present
+
+    def sync_recent(self, sync_present: bool, now: float) -> bool:
+        """Whether synchronous work is present or was, within the quiet period."""
+        if sync_present:
+            self._sync_seen = now
+        return now - self._sync_seen < self.limits.sync_quiet_seconds
+
+    def quiet_in(self, now: float) -> float:
+        """Seconds until the quiet period after the last synchronous work is over (0: it is)."""
+        return max(0.0, self._sync_seen + self.limits.sync_quiet_seconds - now)
 
     def cap(self, row_limit: int, sync_present: bool) -> int:
         """How many job rows may run now."""

@@ -45,8 +45,11 @@ def _jobs(request: Request) -> tuple[ServiceState, Jobs, str]:
     """The state, the job service and the caller's owner id (a hash of its API key; "" without keys)."""
     state: ServiceState = request.app.state.service
     _check_api_key(request, state)
+    if not state.settings.jobs:
+        raise NotFound("background jobs are turned off on this deployment (MEGA_ASR_JOBS=false)",
+                       code="jobs_disabled")
     if state.jobs is None:
-        raise NotReady("the job store is not open yet", headers={"Retry-After": "5"})
+        raise NotReady("the job store opens once the models are loaded", headers={"Retry-After": "5"})
     owner = ""
     if state.settings.api_keys:
         key = request.headers.get("authorization", "").partition(" ")[2].strip()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 from app.engine.batcher import BatchLimits
 from app.engine.job_lane import JobLaneLimits
 from app.engine.pipeline import SegmentJob
@@ -100,3 +102,14 @@ def test_job_audio_is_outside_the_429_limit_and_inside_the_autoscaling_signal():
         return queued_signal
 
     assert asyncio.run(scenario()) == 9.0  # three job segments of 3 s waiting
+
+
+def test_synchronous_work_counts_as_present_for_the_quiet_period_after_it():
+    from app.engine.fair_queue import FairQueue
+    from app.engine.job_lane import JobLane
+
+    lane = JobLane(JobLaneLimits(rows_beside_sync=1, sync_quiet_seconds=0.5), FairQueue())
+    assert not lane.sync_recent(False, now=10.0) and lane.cap(8, sync_present=False) == 8
+    assert lane.sync_recent(True, now=10.0)
+    assert lane.sync_recent(False, now=10.4) and lane.quiet_in(10.2) == pytest.approx(0.3)
+    assert not lane.sync_recent(False, now=10.6) and lane.quiet_in(10.6) == 0.0
