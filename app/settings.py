@@ -141,9 +141,11 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(2, ge=1, le=64, description="Jobs one replica runs at once.")
     job_engine_window: int = Field(16, ge=1, le=1024, description="Job segments a replica keeps in the engine "
                                    "(queued or decoding) at once, all jobs together.")
-    job_rows_beside_sync: int = Field(1, ge=0, le=512, description="Job rows that keep decoding while "
+    job_rows_beside_sync: int = Field(0, ge=0, le=512, description="Job rows that keep decoding while "
                                       "synchronous segments wait or run; the rest are sent back to their queue "
-                                      "(their work is redone), so a short request never waits behind a job.")
+                                      "(their work is redone), so a short request never waits behind a job. "
+                                      "0 = jobs run only when synchronous work is quiet (CPU); on a GPU, where a "
+                                      "row beside costs little, a few keep jobs moving under steady traffic.")
     job_sync_quiet_ms: float = Field(500.0, ge=0, le=60_000, description="Synchronous work counts as present "
                                      "this long after it was last seen: jobs do not refill the rows in the "
                                      "gaps between requests (a prefill the next request would wait for).")

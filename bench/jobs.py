@@ -88,7 +88,7 @@ def short_clip_latency(base: str, long_path: Path, samples: int) -> dict:
         return time.perf_counter() - started
 
     timed()
-    idle = [timed() for _ in range(samples)]
+    idle = [timed() for _ in range(samples)]  # before the job, and again after it (drift on a shared machine)
     with long_path.open("rb") as upload:
         answer = httpx.post(base + servers.JOBS, files={"file": ("long.flac", upload)}, data={"language": "en"},
                             timeout=600)
@@ -98,6 +98,8 @@ def short_clip_latency(base: str, long_path: Path, samples: int) -> dict:
     after = servers.job(base, job["id"])
     assert after["status"] == "in_progress", after
     httpx.post(f"{base}{servers.JOBS}/{job['id']}/cancel", timeout=60).raise_for_status()
+    wait_status(base, job["id"], lambda s: s["status"] == "cancelled")
+    idle += [timed() for _ in range(samples)]
     return {"idle": idle, "loaded": loaded, "idle_p50": statistics.median(idle),
             "loaded_p50": statistics.median(loaded), "ratio": statistics.median(loaded) / statistics.median(idle),
             "job_audio_seconds_done_while_measuring": after["progress"]["audio_seconds_done"]
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a PostgreSQL URL whose server may create databases (two-replica kill test)")
     parser.add_argument("--seconds", type=float, default=300.0, help="speech for the throughput comparison")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--samples", type=int, default=15, help="short clips timed idle and under the job")
+    parser.add_argument("--samples", type=int, default=20, help="short clips timed under the job (and twice "
+                        "as many idle: before and after it)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/jobs.json"))
     args = parser.parse_args(argv)
     report: dict = {"machine": machine_description()}

@@ -49,7 +49,7 @@ class BatchLimits:
     max_queue_segments: int = 1024
     max_kv_cache_bytes: int = 0  # bound on the running rows' cache memory; 0 = only max_items
     engine: Literal["continuous", "static"] = "continuous"
-    job_lane: JobLaneLimits = field(default_factory=JobLaneLimits)  # the background jobs' lane (app/engine/job_lane.py)
+    job_lane: JobLaneLimits = field(default_factory=JobLaneLimits)  # background jobs (app/engine/job_lane.py)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from app.engine.fair_queue import FairQueue
 
 @dataclass(frozen=True)
 class JobLaneLimits:
-    rows_beside_sync: int = 1  # job rows that may keep decoding while synchronous work is present
+    rows_beside_sync: int = 0  # job rows that may keep decoding while synchronous work is present
     join_per_iteration: int = 2  # job segments that may join (be prefilled) in one iteration
     sync_quiet_seconds: float = 0.5  # synchronous work counts as present this long after it was last seen
 
