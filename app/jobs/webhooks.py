@@ -24,6 +24,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from app.errors import InvalidRequest
@@ -38,9 +39,13 @@ def new_message_id() -> str:
 
 
 def event_body(job_id: str, status: str, metadata: dict[str, str], now: float | None = None) -> str:
-    """The delivery's body: {"type", "timestamp", "data": {"id", "status", "metadata"}}."""
-    return json.dumps({"type": EVENT_TYPES[status], "timestamp": int(now if now is not None else time.time()),
-                       "data": {"id": job_id, "status": status, "metadata": metadata}}, separators=(",", ":"))
+    """The delivery's body: {"type", "timestamp", "data": {"id", "status", "metadata"}}; `timestamp` is when
+    the job ended, in ISO 8601 as the specification's payload has it (the webhook-timestamp header is the
+    attempt's time, in Unix seconds)."""
+    moment = datetime.fromtimestamp(now if now is not None else time.time(), tz=timezone.utc)
+    return json.dumps({"type": EVENT_TYPES[status], "timestamp": moment.isoformat(timespec="milliseconds")
+                       .replace("+00:00", "Z"), "data": {"id": job_id, "status": status, "metadata": metadata}},
+                      separators=(",", ":"))
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
