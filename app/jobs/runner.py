@@ -222,7 +222,14 @@ class JobRunner:
         stopping = self._stopping
 
         def fetch(seq: int) -> bytes:
-            future = asyncio.run_coroutine_threadsafe(self.store.audio_chunk(job.id, seq), loop)
+            if stopping.is_set() or loop.is_closed():
+                raise LeaseLost(job.id)
+            chunk = self.store.audio_chunk(job.id, seq)
+            try:
+                future = asyncio.run_coroutine_threadsafe(chunk, loop)
+            except RuntimeError:  # the loop closed meanwhile (shutting down)
+                chunk.close()
+                raise LeaseLost(job.id) from None
             while True:  # wait in short steps: a shutdown must not leave this thread waiting forever
                 try:
                     return future.result(timeout=0.5)
