@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "audio"
 JOBS = "/v1/audio/transcriptions/jobs"
 # Short leases and polls so a dead replica's job is taken over in seconds; float32 so that every row's
-# greedy output is the same whatever rows run beside it (the comparisons below are exact).
+# greedy output is the same whatever rows run beside it (the comparisons below are exact; in bf16 a job and
+# a request batch their rows differently and a word can differ: README, Jobs).
 FAST_JOBS = {"MEGA_ASR_JOB_LEASE_SECONDS": "3", "MEGA_ASR_JOB_HEARTBEAT_SECONDS": "0.5",
              "MEGA_ASR_JOB_POLL_SECONDS": "0.2", "MEGA_ASR_DTYPE": "float32", "MEGA_ASR_DEVICE": "cpu",
              "MEGA_ASR_WARMUP": "false"}
