@@ -72,9 +72,12 @@ FROM runtime AS cpu-demo
 COPY --from=builder-cpu /opt/venv /opt/venv
 COPY --from=builder-cpu /opt/mega-asr /opt/mega-asr
 COPY --from=builder-cpu /opt/demo-models /opt/demo-models
+# The demo models are read-only in the image: the embedded job store (SQLite) goes to the /cache volume
+# unless MEGA_ASR_DATABASE_URL names a PostgreSQL (compose, Kubernetes).
 ENV MEGA_ASR_PROFILE=demo \
     MEGA_ASR_DEVICE=cpu \
-    MEGA_ASR_CACHE_DIR=/opt/demo-models
+    MEGA_ASR_CACHE_DIR=/opt/demo-models \
+    MEGA_ASR_DATABASE_URL=sqlite+aiosqlite:////cache/mega-asr/jobs.sqlite3
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('MEGA_ASR_PORT', '8000') + '/readyz', timeout=4)"]
 USER 10001:10001

@@ -56,6 +56,13 @@ class NotFound(ServiceError):
     status, type, code = 404, "invalid_request_error", "not_found"
 
 
+class Conflict(ServiceError):
+    """The request conflicts with the resource's state (a job not completed yet, an Idempotency-Key reused
+    with another request, cancelling a finished job)."""
+
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
 class Overloaded(ServiceError):
     """Admission control refused the request; carries Retry-After."""
 

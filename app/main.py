@@ -8,7 +8,9 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import secrets
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -17,11 +19,18 @@ from fastapi import FastAPI
 
 from app.audio.speech_gate import SpeechGateConfig
 from app.engine.batcher import Batcher, BatchLimits
+from app.engine.job_lane import JobLaneLimits
 from app.engine.pipeline import Pipeline, SegmentJob
 from app.engine.transcription import Transcriber
+from app.http import jobs as job_routes
 from app.http import routes
 from app.http.errors import install_error_handlers
 from app.http.middleware import RequestContextMiddleware
+from app.jobs.delivery import Deliverer, DeliveryConfig
+from app.jobs.runner import JobRunner, RunnerConfig
+from app.jobs.service import Jobs
+from app.jobs.store import JobStore
+from app.jobs.webhooks import Allowed
 from app.metrics import Metrics
 from app.settings import Settings
 from app.state import ServiceState
@@ -49,6 +58,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     app = FastAPI(title="Mega-ASR transcription service", version="0.1.0", lifespan=lifespan)
     app.state.service = state
     app.include_router(routes.router)
+    app.include_router(job_routes.router)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics)
     return app
@@ -74,6 +84,8 @@ async def _load_and_warm(state: ServiceState, pipeline: Pipeline | None,
                                         speech_edges=pipeline.words is not None and pipeline.words.speech_edges)
         if settings.warmup:
             await _warm_up(state)
+        if settings.jobs:
+            await _start_jobs(state)
         state.set_ready(True)
         log.info("ready: %s; device=%s dtype=%s%s", pipeline.description, pipeline.device, pipeline.dtype,
                  f" ({pipeline.dtype_reason})" if pipeline.dtype_reason else "")
@@ -103,11 +115,53 @@ def _stop_process(state: ServiceState) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+async def _start_jobs(state: ServiceState) -> None:
+    """Open the job store (migrating it), then run this replica's job runner and webhook deliverer."""
+    settings = state.settings
+    state.store = await JobStore.open(settings.job_database_url)
+    worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    deliverer = None
+    if settings.webhook_secret is not None:
+        deliverer = Deliverer(state.store, DeliveryConfig(
+            secret=settings.webhook_secret.get_secret_value(), retry_seconds=settings.webhook_retry_seconds,
+            timeout_seconds=settings.webhook_timeout_seconds, allowed=Allowed.parse(settings.webhook_allowed_hosts),
+            poll_seconds=settings.job_poll_seconds), state.metrics)
+    runner = JobRunner(state.store, state.transcriber, RunnerConfig(
+        worker=worker, lease_seconds=settings.job_lease_seconds, heartbeat_seconds=settings.job_heartbeat_seconds,
+        poll_seconds=settings.job_poll_seconds, concurrency=settings.job_concurrency,
+        engine_window=settings.job_engine_window, max_audio_seconds=settings.job_max_audio_seconds,
+        max_segment_seconds=settings.max_segment_seconds, keep_audio=settings.job_keep_audio,
+        retention_seconds=settings.job_retention_hours * 3600), state.metrics,
+        on_finished=deliverer.wake.set if deliverer is not None else lambda: None)
+    state.jobs = Jobs(state.store, runner, max_upload_bytes=settings.job_max_upload_bytes,
+                      max_audio_seconds=settings.job_max_audio_seconds, keep_audio=settings.job_keep_audio)
+    state.runner, state.deliverer = runner, deliverer
+    state.background = [asyncio.create_task(runner.run(), name="job runner")]
+    if deliverer is not None:
+        state.background.append(asyncio.create_task(deliverer.run(), name="webhook deliverer"))
+    log.info("jobs: store %s, worker %s", state.store.engine.dialect.name, worker)
+
+
+async def _stop_jobs(state: ServiceState) -> None:
+    """Stop claiming and delivering; jobs running here keep what they stored and are given back (another
+    replica, or this one after a restart, resumes them)."""
+    for task in state.background:
+        task.cancel()
+    await asyncio.gather(*state.background, return_exceptions=True)
+    if state.runner is not None:
+        await state.runner.stop()
+    if state.deliverer is not None:
+        await state.deliverer.close()
+    if state.store is not None:
+        await state.store.close()
+
+
 async def _shut_down(state: ServiceState, loading: asyncio.Task) -> None:
     state.begin_drain()
     if not loading.done():
         loading.cancel()
         await asyncio.gather(loading, return_exceptions=True)
+    await _stop_jobs(state)
     if state.batcher is not None:
         drained = await state.batcher.drain(state.settings.drain_seconds)
         if not drained:
@@ -122,4 +176,7 @@ def _limits(settings: Settings) -> BatchLimits:
                        max_wait_seconds=settings.max_batch_wait_ms / 1000,
                        max_queue_audio_seconds=settings.max_queue_audio_seconds,
                        max_queue_segments=settings.max_queue_segments,
-                       max_kv_cache_bytes=int(settings.max_kv_cache_mb * 2**20), engine=settings.engine)
+                       max_kv_cache_bytes=int(settings.max_kv_cache_mb * 2**20), engine=settings.engine,
+                       job_lane=JobLaneLimits(rows_beside_sync=settings.job_rows_beside_sync,
+                                              join_per_iteration=settings.job_join_per_iteration,
+                                              sync_quiet_seconds=settings.job_sync_quiet_ms / 1000))

@@ -110,5 +110,19 @@ class Metrics:
         self.model_info = Gauge(
             "asr_model_info", "1 for the loaded profile, with the recognizer's device (cpu, cuda:0) and dtype "
             "(float32, bfloat16, float16) as labels.", ["profile", "device", "dtype"], registry=r)
+        # --- background jobs (app/jobs) ------------------------------------------------------------
+        self.jobs = Gauge(
+            "asr_jobs", "Jobs in the store by status (queued, in_progress, completed, failed, cancelled), all "
+            "replicas together.", ["status"], registry=r)
+        self.job_backlog = Gauge(
+            "asr_job_backlog_audio_seconds", "Seconds of job audio not transcribed yet (queued and in-progress "
+            "jobs, all replicas together): the autoscaling signal for jobs.", registry=r)
+        self.job_duration = Histogram(
+            "asr_job_duration_seconds", "Time from a job's submission to its end, by final status.", ["status"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800), registry=r)
+        self.webhook_deliveries = Counter(
+            "asr_webhook_deliveries_total", "Webhook delivery attempts by outcome: delivered (2xx), retry "
+            "(non-2xx, timeout or network error; tried again later), failed (given up), blocked (address not "
+            "allowed).", ["outcome"], registry=r)
         self.ready = Gauge("asr_ready", "1 when models are loaded, warmed up and admitting work.",
                            registry=r)

@@ -47,9 +47,10 @@ def _production(settings: Settings, metrics: Metrics) -> Pipeline:
     for component, seconds in bundle.load_seconds.items():
         metrics.model_load.labels(component=component).set(seconds)
     words = _forced_aligner(settings.aligner_dir, bundle.placement, metrics) if settings.aligner_dir else None
+    # The description is shown to clients (/v1/models): it names the models, never where they are.
     return Pipeline(bundle.recognizer, bundle.scorer, routing=settings.routing,
-                    description=f"Mega-ASR from {settings.model_dir}", guards=GuardConfig.from_settings(settings),
-                    words=words, **_placed(bundle.placement))
+                    description="Mega-ASR: Qwen3-ASR-1.7B + Mega-ASR LoRA + router",
+                    guards=GuardConfig.from_settings(settings), words=words, **_placed(bundle.placement))
 
 
 def _forced_aligner(directory: Path, placement: Placement, metrics: Metrics) -> WordTimer:

@@ -127,6 +127,90 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     warmup: bool = Field(True, description="Run one inference before /readyz turns 200.")
 
+    # --- background jobs (README: Jobs; app/jobs) ----------------------------------------------------
+    jobs: bool = Field(True, description="Serve /v1/audio/transcriptions/jobs and run the job runner and the "
+                       "webhook deliverer in this replica.")
+    database_url: SecretStr | None = Field(
+        None, description="The job store. Empty = an embedded SQLite file, jobs.sqlite3 under MEGA_ASR_CACHE_DIR "
+        "(one replica). Several replicas share one PostgreSQL: postgresql+asyncpg://user:password@host:5432/db "
+        "(keep it in a secret: it holds the password). Migrations run at start-up, under an advisory lock.")
+    job_max_upload_bytes: int = Field(1 << 30, ge=1024, description="413 for a job upload beyond this (checked "
+                                      "while streaming; the upload goes to the store in 1 MiB chunks).")
+    job_max_audio_seconds: float = Field(6 * 3600.0, gt=0, description="A job whose audio is longer fails with "
+                                         "audio_too_long (413 at submit when the file's header says so).")
+    job_retention_hours: float = Field(168.0, gt=0, description="Finished jobs (completed, failed, cancelled) "
+                                       "and their transcripts are deleted this long after they finished.")
+    job_keep_audio: bool = Field(False, description="Keep a job's audio in the store after it finished (until "
+                                 "retention or DELETE); default: deleted when the job ends.")
+    job_lease_seconds: float = Field(60.0, ge=1, description="A replica's claim on a job; a job whose lease "
+                                     "ran out (its replica died) is taken over by another replica.")
+    job_heartbeat_seconds: float = Field(10.0, gt=0, description="How often a replica renews its jobs' leases "
+                                         "(and notices a cancel from another replica). Keep well below the lease.")
+    job_poll_seconds: float = Field(2.0, gt=0, description="How often an idle replica looks for queued jobs "
+                                    "and due webhook deliveries.")
+    job_concurrency: int = Field(2, ge=1, le=64, description="Jobs one replica runs at once.")
+    job_engine_window: int = Field(16, ge=1, le=1024, description="Job segments a replica keeps in the engine "
+                                   "(queued or decoding) at once, all jobs together.")
+    job_rows_beside_sync: int = Field(0, ge=0, le=512, description="Job rows that keep decoding while "
+                                      "synchronous segments wait or run; the rest are sent back to their queue "
+                                      "(their work is redone), so a short request never waits behind a job. "
+                                      "0 = jobs run only when synchronous work is quiet (CPU); on a GPU, where a "
+                                      "row beside costs little, a few keep jobs moving under steady traffic.")
+    job_sync_quiet_ms: float = Field(500.0, ge=0, le=60_000, description="Synchronous work counts as present "
+                                     "this long after it was last seen: jobs do not refill the rows in the "
+                                     "gaps between requests (a prefill the next request would wait for).")
+    job_join_per_iteration: int = Field(2, ge=1, le=512, description="Job segments prefilled per engine "
+                                        "iteration at most (bounds the work a synchronous arrival waits for).")
+    webhook_secret: SecretStr | None = Field(None, description="Standard Webhooks signing secret, whsec_<base64>. "
+                                             "Without it, jobs with a webhook_url are refused (400).")
+    webhook_retry_seconds: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0],
+        description="Waits between delivery attempts (comma-separated seconds); after the last one the "
+        "delivery is given up (default: 9 attempts over about 7.5 h).")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Per delivery attempt; a timeout is retried.")
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated host names and CIDRs webhooks may go to; empty = any. "
+        "SSRF: a webhook makes this service send requests where a client says, so set it; every address the "
+        "name resolves to is checked at delivery, redirects are not followed.")
+
+    @field_validator("webhook_retry_seconds", "webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("webhook_retry_seconds")
+    @classmethod
+    def _check_retries(cls, value: list[float]) -> list[float]:
+        if any(wait <= 0 for wait in value):
+            raise ValueError("webhook_retry_seconds must be positive waits in seconds")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        import base64
+        import binascii
+
+        if value is None or not value.get_secret_value():
+            return None
+        raw = value.get_secret_value()
+        try:
+            key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            key = b""
+        if not raw.startswith("whsec_") or len(key) < 16:
+            raise ValueError("webhook_secret must be whsec_ followed by the base64 of at least 16 random bytes")
+        return value
+
+    @property
+    def job_database_url(self) -> str:
+        """The job store's URL: the setting, or the embedded SQLite file under the cache directory."""
+        if self.database_url is not None and self.database_url.get_secret_value():
+            return self.database_url.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.cache_dir / 'jobs.sqlite3'}"
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from app.engine.batcher import Batcher
 from app.engine.pipeline import Pipeline
 from app.engine.transcription import Transcriber
+from app.jobs.delivery import Deliverer
+from app.jobs.runner import JobRunner
+from app.jobs.service import Jobs
+from app.jobs.store import JobStore
 from app.metrics import Metrics
 from app.settings import Settings
 
@@ -21,6 +25,12 @@ class ServiceState:
     batcher: Batcher | None = None
     transcriber: Transcriber | None = None
     decode_pool: concurrent.futures.ThreadPoolExecutor | None = None
+    # Background jobs (app/jobs), opened once the models are ready; None with MEGA_ASR_JOBS=false.
+    store: JobStore | None = None
+    jobs: Jobs | None = None
+    runner: JobRunner | None = None
+    deliverer: Deliverer | None = None
+    background: list = field(default_factory=list)  # the job runner's and the deliverer's tasks
     ready: bool = False
     draining: bool = False
     load_error: str | None = None

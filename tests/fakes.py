@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.recognition import Recognition, RecognitionItem, RowUpdate
+from models.recognition import AlignmentItem, Recognition, RecognitionItem, RowUpdate, Word
 
 
 def tone_level(audio: np.ndarray) -> float:
@@ -167,3 +167,18 @@ class FakeSession:
 
     def reset(self) -> None:
         self.rows.clear()
+
+
+class FakeAligner:
+    """Times each word of the text one second apart; records every call."""
+
+    def __init__(self, languages: frozenset[str] | None = None) -> None:
+        self._languages = languages
+        self.calls: list[list[AlignmentItem]] = []
+
+    def languages(self, robust: bool) -> frozenset[str] | None:
+        return self._languages
+
+    def align(self, items: Sequence[AlignmentItem]) -> list[tuple[Word, ...]]:
+        self.calls.append(list(items))
+        return [tuple(Word(w.strip("."), i, i + 0.5, 0.9) for i, w in enumerate(item.text.split())) for item in items]

@@ -1,14 +1,18 @@
 """Cutting long audio into segments of at most 30 s, at pauses, covering the input exactly once.
 
-Candidate cuts are the centres of pauses: gaps between speech found by silero-vad (app/audio/vad.py) and runs
-of low energy. Within each window the longest pause wins (later on ties); with
-no pause, the quietest 20 ms frame of the window's last third. Segments are contiguous and their
+Windowed, so a recording of any length is cut with bounded memory and the same way whether it arrives as
+one array (a synchronous request) or block after block (a job decoding its stored upload): every cut is
+decided from the next `max_segment_seconds` of audio after the previous cut alone. Candidate cuts are the
+centres of pauses in the window's second half: gaps between speech found by silero-vad (app/audio/vad.py)
+and runs of low energy (threshold from the window's own levels). The longest pause wins (later on ties);
+with no pause, the quietest 20 ms frame of the window's last third. Segments are contiguous and their
 lengths add up to the input, so no word is lost or transcribed twice at a cut.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,25 +39,45 @@ class Segment:
 def split_for_recognition(samples: np.ndarray, *, max_segment_seconds: float = 30.0,
                           use_vad: bool = True) -> list[Segment]:
     config = SegmenterConfig(max_segment_seconds=max_segment_seconds, use_vad=use_vad)
-    bounds = cut_points(samples, config)
-    return [Segment(a / RATE, b / RATE, samples[a:b]) for a, b in itertools.pairwise(bounds)]
+    return list(iter_segments([samples], config))
+
+
+def iter_segments(blocks: Iterable[np.ndarray], config: SegmenterConfig, start_sample: int = 0) -> Iterator[Segment]:
+    """Segments of the audio that `blocks` ([n] float32 each) carry, in order, as soon as each is cut.
+
+    `start_sample` is where the first block starts in the file (times are from the start of the file). At
+    most one window (+ one block) is held: memory does not grow with the recording's length.
+    """
+    limit = int(config.max_segment_seconds * RATE)
+    buffer = np.zeros(0, np.float32)
+    start = start_sample
+    for block in blocks:
+        buffer = np.concatenate([buffer, block]) if len(buffer) else block
+        while len(buffer) > limit:  # more than one window left: the cut falls inside the next window
+            cut = window_cut(buffer[:limit], config)
+            yield Segment(start / RATE, (start + cut) / RATE, buffer[:cut])
+            buffer, start = buffer[cut:], start + cut
+    if len(buffer):
+        yield Segment(start / RATE, (start + len(buffer)) / RATE, buffer)
 
 
 def cut_points(samples: np.ndarray, config: SegmenterConfig) -> list[int]:
     """Sample indices [0, c1, ..., len] of the cuts."""
-    total = len(samples)
-    limit = int(config.max_segment_seconds * RATE)
-    if total <= limit:
-        return [0, total]
-    pauses = _pauses(samples, config)  # [(start, end)] in samples
-    frame = int(config.frame_ms * RATE / 1000)
     bounds = [0]
-    while total - bounds[-1] > limit:
-        start = bounds[-1]
-        low, high = start + int(limit * config.min_cut_fraction), start + limit
-        bounds.append(_best_cut(samples, pauses, low, high, frame))
-    bounds.append(total)
-    return bounds
+    for segment in iter_segments([samples], config):
+        bounds.append(bounds[-1] + len(segment.samples))
+    return bounds if len(bounds) > 1 else [0, 0]
+
+
+def window_cut(window: np.ndarray, config: SegmenterConfig) -> int:
+    """Where to cut a window of exactly max_segment_seconds: an index in its second half."""
+    limit = len(window)
+    low = int(limit * config.min_cut_fraction)
+    frame = int(config.frame_ms * RATE / 1000)
+    pauses = _energy_pauses(window, config)
+    if config.use_vad:  # only the search range can hold the cut: the VAD looks there alone
+        pauses += [(low + a, low + b) for a, b in _vad_gaps(window[low:], config)]
+    return _best_cut(window, pauses, low, limit, frame)
 
 
 def _best_cut(samples: np.ndarray, pauses: list[tuple[int, int]], low: int, high: int, frame: int) -> int:
@@ -77,13 +101,6 @@ def _quietest_frame(samples: np.ndarray, low: int, high: int, frame: int) -> int
     return low + int(np.argmin(energy)) * frame + frame // 2
 
 
-def _pauses(samples: np.ndarray, config: SegmenterConfig) -> list[tuple[int, int]]:
-    pauses = _energy_pauses(samples, config)
-    if config.use_vad:
-        pauses += _vad_gaps(samples, config)
-    return pauses
-
-
 def _energy_pauses(samples: np.ndarray, config: SegmenterConfig) -> list[tuple[int, int]]:
     frame = int(config.frame_ms * RATE / 1000)
     n = len(samples) // frame
@@ -105,8 +122,11 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def _vad_gaps(samples: np.ndarray, config: SegmenterConfig) -> list[tuple[int, int]]:
     """Gaps between silero-vad speech regions."""
+    from app.audio.decoding import is_silent
     from app.audio.vad import speech_timestamps
 
+    if is_silent(samples):  # digital silence holds no speech, so no gap between speech either
+        return []
     speech = speech_timestamps(samples)
     gaps = [(left["end"], right["start"]) for left, right in itertools.pairwise(speech)]
     return [(a, b) for a, b in gaps if b - a >= config.min_pause_seconds * RATE]

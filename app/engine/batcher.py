@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import itertools
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from app.engine.fair_queue import FairQueue, Throughput
 from app.engine.iteration import Engine, Iteration, record_iteration
+from app.engine.job_lane import JobLane, JobLaneLimits
 from app.engine.pipeline import Pipeline, RoutedJob, SegmentJob, SegmentResult
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.metrics import Metrics
@@ -35,6 +37,7 @@ from models.recognition import DecodeSession, open_session
 log = logging.getLogger("app.engine.batcher")
 T = TypeVar("T")
 DeltaListener = Callable[[str], None]
+Lane = Literal["sync", "job"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class BatchLimits:
     max_queue_segments: int = 1024
     max_kv_cache_bytes: int = 0  # bound on the running rows' cache memory; 0 = only max_items
     engine: Literal["continuous", "static"] = "continuous"
+    job_lane: JobLaneLimits = field(default_factory=JobLaneLimits)  # background jobs (app/engine/job_lane.py)
 
 
 @dataclass
@@ -61,6 +65,7 @@ class _Pending:
     tokens: int = 0  # generated so far
     produced: int = 0  # characters of text decoded in this run (a requeued row decodes again from the start)
     delivered: int = 0  # characters already sent to the listener (never sent twice)
+    lane: Lane = "sync"
 
 
 class Batcher:
@@ -75,6 +80,7 @@ class Batcher:
         self._engine = Engine(pipeline, self._session, group_by_length=limits.engine == "continuous")
         self.row_limit = self._rows_allowed()
         self._queue: FairQueue[int] = FairQueue(on_change=self._queue_changed)
+        self._jobs = JobLane(limits.job_lane, FairQueue(on_change=self._queue_changed))
         self._live: dict[int, _Pending] = {}  # every accepted, unanswered segment
         self._running: set[int] = set()  # keys of rows in the session
         self._to_cancel: set[int] = set()
@@ -116,6 +122,7 @@ class Batcher:
         """Fail whatever is still accepted (after a drain that timed out) and stop the worker."""
         self.close()
         self._queue.drain()
+        self._jobs.queue.drain()
         for pending in list(self._live.values()):
             _resolve_error(pending, NotReady("the service shut down before this request finished"))
         self._live.clear()
@@ -142,11 +149,29 @@ class Batcher:
         return max(1, min(600, math.ceil(self._queue.audio / self._throughput.rate())))
 
     def submit(self, request_id: str, jobs: Sequence[SegmentJob],
-               listener: Callable[[int, str], None] | None = None) -> list[asyncio.Future]:
+               listener: Callable[[int, str], None] | None = None, *, lane: Lane = "sync") -> list[asyncio.Future]:
         """Queue a request's segments at once, or refuse it whole (429 / 503): never half-admitted.
-        `listener(index, delta)` receives each segment's text as it is decoded."""
+        `listener(index, delta)` receives each segment's text as it is decoded. lane="job": the background
+        jobs' lane (app/engine/job_lane.py), not subject to the synchronous admission limit."""
         if not self._admitting:
             raise NotReady("the service is draining for shutdown; retry on another replica")
+        if lane == "sync":
+            self._admit_or_refuse(jobs)
+        loop, now = asyncio.get_running_loop(), time.monotonic()
+        futures, entries = [], []
+        for index, job in enumerate(jobs):
+            key = next(self._keys)
+            on_delta = functools.partial(listener, index) if listener is not None else None
+            pending = _Pending(key, job, loop.create_future(), request_id, now, on_delta, lane=lane)
+            self._live[key] = pending
+            futures.append(pending.future)
+            entries.append((key, job.seconds))
+        (self._queue if lane == "sync" else self._jobs.queue).push(request_id, entries, now)
+        self._idle.clear()
+        self._changed.set()
+        return futures
+
+    def _admit_or_refuse(self, jobs: Sequence[SegmentJob]) -> None:
         audio = sum(job.seconds for job in jobs)
         over_audio = self._queue.audio + audio > self.limits.max_queue_audio_seconds
         over_items = self._queue.segments + len(jobs) > self.limits.max_queue_segments
@@ -155,24 +180,11 @@ class Batcher:
             retry = self.retry_after_seconds()
             raise Overloaded(f"server busy: {self._queue.audio:.0f} s of audio queued; retry in {retry} s",
                              headers={"Retry-After": str(retry)})
-        loop, now = asyncio.get_running_loop(), time.monotonic()
-        futures, entries = [], []
-        for index, job in enumerate(jobs):
-            key = next(self._keys)
-            on_delta = functools.partial(listener, index) if listener is not None else None
-            pending = _Pending(key, job, loop.create_future(), request_id, now, on_delta)
-            self._live[key] = pending
-            futures.append(pending.future)
-            entries.append((key, job.seconds))
-        self._queue.push(request_id, entries, now)
-        self._idle.clear()
-        self._changed.set()
-        return futures
 
     def cancel(self, request_id: str) -> int:
         """Drop a request's segments (client gone or deadline passed): queued ones at once, running rows
         at the next step. Returns how many were dropped."""
-        dropped = self._queue.drop(request_id)
+        dropped = self._queue.drop(request_id) + self._jobs.queue.drop(request_id)
         in_flight = [p.key for p in self._live.values() if p.request_id == request_id and p.key not in dropped]
         for key in [*dropped, *in_flight]:
             self._live.pop(key).future.cancel()
@@ -189,6 +201,7 @@ class Batcher:
         while True:
             await self._wait_for_work()
             cancel, self._to_cancel = sorted(self._to_cancel), set()
+            cancel += self._preempt_job_rows()
             admitted = self._admit()
             if not admitted and not self._running and not cancel:
                 continue
@@ -213,11 +226,15 @@ class Batcher:
             self._update_idle()
 
     async def _wait_for_work(self) -> None:
-        while not self._queue.segments and not self._running and not self._to_cancel:
+        while not self._queue.segments and not self._jobs.queue.segments and not self._running \
+                and not self._to_cancel:
             self._changed.clear()
             await self._changed.wait()
         if self._running or self._to_cancel:
             return  # rows are decoding: newcomers join at the next step, no waiting
+        if not self._queue.segments:  # job segments alone: they join once synchronous work has been quiet
+            await self._wait_quiet()
+            return
         deadline = (self._queue.first_enqueued_at() or time.monotonic()) + self.limits.max_wait_seconds
         while (self._queue.segments < self.row_limit and self._queue.audio < self.limits.max_audio_seconds):
             remaining = deadline - time.monotonic()
@@ -229,18 +246,48 @@ class Batcher:
             except asyncio.TimeoutError:
                 return
 
+    async def _wait_quiet(self) -> None:
+        while (remaining := self._jobs.quiet_in(time.monotonic())) > 0 and not self._queue.segments:
+            self._changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
     def _admit(self) -> list[_Pending]:
         if self.limits.engine == "static" and self._running:
             return []  # a static batch runs to its end before the next one starts
         free = self.row_limit - len(self._running)
         now = time.monotonic()
+        taken = self._queue.take(free, self.limits.max_audio_seconds)
+        sync_recent = self._jobs.sync_recent(bool(taken) or self._sync_present(), now)
+        taken += self._jobs.take(free - len(taken), self.row_limit, sync_recent, self.limits.max_audio_seconds)
         admitted = []
-        for key, enqueued_at in self._queue.take(free, self.limits.max_audio_seconds):
+        for key, enqueued_at in taken:
             pending = self._live.get(key)
             if pending is not None:
                 self.metrics.queue_wait.observe(now - enqueued_at)
                 admitted.append(pending)
         return admitted
+
+    def _sync_present(self) -> bool:
+        return bool(self._queue.segments) or len(self._running) > len(self._jobs.running)
+
+    def _preempt_job_rows(self) -> list[int]:
+        """Job rows beyond the lane's cap while synchronous work waits or runs: out of the session (the
+        returned keys are cancelled there) and back to the head of their job's queue."""
+        if self.limits.engine == "static" or not self._queue.segments:
+            return []
+        evicted = self._jobs.to_preempt(self.row_limit, sync_present=True)
+        for key in evicted:
+            self._requeue(key)
+        return evicted
+
+    def _requeue(self, key: int) -> None:
+        self._running.discard(key)
+        self._jobs.left([key])
+        if (pending := self._live.get(key)) is not None:
+            pending.routed, pending.produced, pending.tokens = None, 0, 0
+            queue = self._queue if pending.lane == "sync" else self._jobs.queue
+            queue.push_front(pending.request_id, key, pending.job.seconds, pending.enqueued_at)
 
     # --- delivering ----------------------------------------------------------------------------------
     def _deliver(self, it: Iteration, elapsed: float) -> None:
@@ -249,6 +296,8 @@ class Batcher:
             if key in self._live and key not in it.failed:
                 self._live[key].routed, self._live[key].joined_at = routed, now
                 self._running.add(key)
+                if self._live[key].lane == "job":
+                    self._jobs.joined(key)
         record_iteration(self.metrics, it, elapsed)
         completed_audio = 0.0
         for update in it.updates:
@@ -271,11 +320,9 @@ class Batcher:
                 m.errors.labels(reason="inference_failed").inc()
                 _resolve_error(pending, InferenceFailed(f"inference failed: {type(exc).__name__}"))
         for key in it.requeue:
-            self._running.discard(key)
-            if (pending := self._live.get(key)) is not None:
-                pending.routed, pending.produced, pending.tokens = None, 0, 0
-                self._queue.push_front(pending.request_id, key, pending.job.seconds, pending.enqueued_at)
+            self._requeue(key)
         self._running &= set(self._live)
+        self._jobs.left([key for key in self._jobs.running if key not in self._running])
         m.running_rows.set(len(self._running))
         self._throughput.add(completed_audio, elapsed)
 
@@ -301,8 +348,10 @@ class Batcher:
             pending.future.set_result(result)
 
     def _queue_changed(self, audio: float, segments: int) -> None:
-        self.metrics.queue_audio.set(audio)
-        self.metrics.queue_segments.set(segments)
+        # The autoscaling signal counts both lanes (job audio waits for capacity too).
+        lanes = [self._queue, self._jobs.queue]
+        self.metrics.queue_audio.set(sum(queue.audio for queue in lanes))
+        self.metrics.queue_segments.set(sum(queue.segments for queue in lanes))
 
     def _update_idle(self) -> None:
         if not self._live and not self.busy:

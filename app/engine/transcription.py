@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.audio.decoding import DecodedAudio, decode_audio
-from app.audio.segmenter import Segment, split_for_recognition
-from app.audio.speech_gate import GateOutcome, SpeechGateConfig, gate, segment_speech_runs
+from app.audio.segmenter import Segment
+from app.audio.speech_gate import GateOutcome, SpeechGateConfig, segment_speech_runs
+from app.audio.windowed import GatedSegment, gated_segments
 from app.engine.batcher import Batcher
 from app.engine.pipeline import Pipeline, RouteRequest, SegmentJob, SegmentResult
 from app.engine.transcript import UNSPACED, Transcript, assemble
+from app.engine.words import Runs
 from app.metrics import Metrics
 
 
@@ -65,10 +67,7 @@ class Transcriber:
         segments = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self._split_and_gate,
                                                                     audio.samples)
         voiced = [i for i, (_, outcome) in enumerate(segments) if outcome == "speech"]
-        speech = await self._speech_runs([segments[i][0].samples for i in voiced]) if options.words else None
-        jobs = [SegmentJob(audio=segments[i][0].samples, route=options.route, threshold=options.threshold,
-                           language=options.language, context=options.prompt, words=options.words,
-                           speech=speech[n] if speech else ()) for n, i in enumerate(voiced)]
+        jobs = await self.segment_jobs([segments[i][0].samples for i in voiced], options)
         results: list[SegmentResult | None] = [None] * len(segments)
         if jobs:
             ordered = OrderedText(len(jobs), on_text, options.language) if on_text is not None else None
@@ -86,21 +85,33 @@ class Transcriber:
         windows = [(segment.start, segment.end) for segment, _ in segments]
         return assemble(windows, results, audio.duration, options.language, words=options.words)
 
-    async def _speech_runs(self, voiced: list[np.ndarray]) -> list[tuple[tuple[float, float], ...]] | None:
-        """silero's speech runs per voiced segment, which correct word times (when the settings say so)."""
-        if not voiced or not self.speech_edges:
-            return None
-        work = functools.partial(segment_speech_runs, voiced, self.speech_gate)
-        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, work)
+    async def segment_jobs(self, voiced: list[np.ndarray], options: TranscriptionOptions) -> list[SegmentJob]:
+        """What the engine runs for a request's (or a job's) voiced segments. Word requests carry silero's
+        speech runs, which correct word times when the settings say so; each segment's runs are computed
+        alone, so a job (which meets its segments one at a time) gets the same runs as a request."""
+        if not (options.words and self.speech_edges and voiced):
+            return [segment_job(samples, options) for samples in voiced]
+        work = functools.partial(_speech_runs_each, voiced, self.speech_gate)
+        runs = await asyncio.get_running_loop().run_in_executor(self.decode_pool, work)
+        return [segment_job(samples, options, speech) for samples, speech in zip(voiced, runs)]
 
     def _split_and_gate(self, samples: np.ndarray) -> list[tuple[Segment, GateOutcome]]:
-        """Segments of at most max_segment_seconds and the speech gate's outcome for each (blocking)."""
-        segments = split_for_recognition(samples, max_segment_seconds=self.max_segment_seconds)
-        outcomes = gate([segment.samples for segment in segments], self.speech_gate)
-        for segment, outcome in zip(segments, outcomes):
-            self.metrics.speech_gate_segments.labels(outcome=outcome).inc()
-            self.metrics.speech_gate_audio_seconds.labels(outcome=outcome).inc(segment.end - segment.start)
-        return list(zip(segments, outcomes))
+        """Segments of at most max_segment_seconds and the speech gate's outcome for each (blocking): the
+        windowed routine jobs use too (app/audio/windowed.py), so both cut and gate the same way."""
+        gated = [item for group in gated_segments([samples], max_segment_seconds=self.max_segment_seconds,
+                                                  gate_config=self.speech_gate) for item in group]
+        self.record_gate(gated)
+        return [(item.segment, item.outcome) for item in gated]
+
+    def record_gate(self, gated: list[GatedSegment]) -> None:
+        for item in gated:
+            self.metrics.speech_gate_segments.labels(outcome=item.outcome).inc()
+            self.metrics.speech_gate_audio_seconds.labels(outcome=item.outcome).inc(item.segment.end
+                                                                                    - item.segment.start)
+
+    def record_result(self, job: SegmentJob, result: SegmentResult) -> None:
+        """The metrics of one recognized segment (a job's segments count like a request's)."""
+        self._record(job, result)
 
     def _record(self, job: SegmentJob, result: SegmentResult) -> None:
         self.metrics.audio_seconds.labels(route=result.route).inc(job.seconds)
@@ -119,6 +130,17 @@ class Transcriber:
         score = float(scores[0])
         return QualityAssessment(router_score=score, route="robust" if score >= threshold else "base",
                                  threshold=threshold, duration=audio.duration)
+
+
+def segment_job(samples: np.ndarray, options: TranscriptionOptions, speech: Runs = ()) -> SegmentJob:
+    """What the engine runs for one segment of a request or a job with these options."""
+    return SegmentJob(audio=samples, route=options.route, threshold=options.threshold, language=options.language,
+                      context=options.prompt, words=options.words, speech=speech)
+
+
+def _speech_runs_each(voiced: list[np.ndarray], config: SpeechGateConfig) -> list[Runs]:
+    """silero's speech runs of each segment on its own (blocking: the decode pool)."""
+    return [segment_speech_runs([samples], config)[0] for samples in voiced]
 
 
 class OrderedText:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
 from app.engine.transcript import Transcript
 from models.languages import LANGUAGE_NAMES
 
@@ -77,3 +79,16 @@ def _cue_text(text: str) -> str:
 
 def as_text(t: Transcript) -> str:
     return t.text + "\n" if t.text else ""
+
+
+def response_for(transcript: Transcript, response_format: str) -> Response:
+    """The HTTP answer of a transcript in `response_format` (the synchronous endpoint's and a job's)."""
+    if response_format == "json":
+        return JSONResponse(as_json(transcript))
+    if response_format == "verbose_json":
+        return JSONResponse(as_verbose_json(transcript))
+    if response_format == "srt":
+        return PlainTextResponse(as_srt(transcript), media_type="application/x-subrip")
+    if response_format == "vtt":
+        return PlainTextResponse(as_vtt(transcript), media_type="text/vtt")
+    return PlainTextResponse(as_text(transcript))

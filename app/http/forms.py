@@ -40,6 +40,19 @@ class TranscriptionForm:
 
 
 @dataclass(frozen=True)
+class JobForm:
+    """A job's submit form: the transcription fields (parsed as the synchronous form parses them) + its own."""
+
+    transcription: TranscriptionForm
+    webhook_url: str | None
+    metadata: dict[str, str]
+
+
+_JOB_FIELDS = {"webhook_url", "metadata"}
+_MAX_METADATA_PAIRS, _MAX_METADATA_KEY, _MAX_METADATA_VALUE = 16, 64, 512  # OpenAI's metadata limits
+
+
+@dataclass(frozen=True)
 class QualityForm:
     upload: UploadFile
     threshold: float | None
@@ -111,6 +124,39 @@ def parse_transcription_form(form: FormData) -> TranscriptionForm:
                              language=_language(form), prompt=prompt, response_format=response_format,
                              route=route,  # type: ignore[arg-type]
                              threshold=_float_field(form, "threshold", 0.0, 1.0), stream=stream, words=words)
+
+
+def parse_job_form(form: FormData) -> JobForm:
+    """The synchronous form's fields exactly as parse_transcription_form reads them, plus `webhook_url` and
+    `metadata` (a JSON object of at most 16 string pairs). `stream` has no meaning for a job."""
+    own = FormData([(key, value) for key, value in form.multi_items() if key in _JOB_FIELDS])
+    transcription = parse_transcription_form(
+        FormData([(key, value) for key, value in form.multi_items() if key not in _JOB_FIELDS]))
+    if transcription.stream:
+        raise InvalidRequest("a job is not streamed: fetch its transcript when it completes", param="stream",
+                             code="unsupported_value")
+    webhook_url = _text_field(own, "webhook_url", "") or None
+    return JobForm(transcription=transcription, webhook_url=webhook_url, metadata=_metadata(own))
+
+
+def _metadata(form: FormData) -> dict[str, str]:
+    import json
+
+    raw = _text_field(form, "metadata", "")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("metadata must be a JSON object", param="metadata") from None
+    if not isinstance(value, dict) or len(value) > _MAX_METADATA_PAIRS:
+        raise InvalidRequest(f"metadata must be a JSON object of at most {_MAX_METADATA_PAIRS} pairs",
+                             param="metadata")
+    for key, item in value.items():
+        if not isinstance(item, str) or len(key) > _MAX_METADATA_KEY or len(item) > _MAX_METADATA_VALUE:
+            raise InvalidRequest(f"metadata keys must be strings of at most {_MAX_METADATA_KEY} characters and "
+                                 f"values strings of at most {_MAX_METADATA_VALUE}", param="metadata")
+    return value
 
 
 def parse_quality_form(form: FormData) -> QualityForm:

@@ -16,7 +16,8 @@ from app.metrics import Metrics
 
 log = logging.getLogger("app.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_ENDPOINTS = {"/v1/audio/transcriptions": "transcriptions", "/v1/audio/quality": "quality"}
+_ENDPOINTS = {"/v1/audio/transcriptions": "transcriptions", "/v1/audio/quality": "quality",
+              "/v1/audio/transcriptions/jobs": "jobs"}  # job submits and lists (a job's own paths are not)
 
 
 class RequestContextMiddleware:

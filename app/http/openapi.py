@@ -53,3 +53,29 @@ QUALITY_BODY = {
         }}},
     },
 }
+
+_TRANSCRIPTION_FIELDS = TRANSCRIPTION_BODY["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+
+JOB_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                **_TRANSCRIPTION_FIELDS,
+                "webhook_url": {"type": "string", "format": "uri", "description": "Called (Standard Webhooks) "
+                                "when the job completes, fails or is cancelled."},
+                "metadata": {"type": "string", "description": "JSON object of at most 16 string pairs, echoed."},
+            },
+        }}},
+    },
+    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
+                    "description": "A retried submit with the same key and request returns the same job."}],
+    "responses": {
+        "202": {"description": "The job object; Location names it."},
+        "409": {"description": "Idempotency-Key reused with a different request."},
+        **{status: answer for status, answer in TRANSCRIPTION_BODY["responses"].items()
+           if status in ("400", "401", "413", "415", "503")},
+    },
+}

@@ -11,15 +11,15 @@ import logging
 import time
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.engine.pipeline import LanguageNotSupported, RouteNotAvailable
+from app.engine.pipeline import LanguageNotSupported, Pipeline, RouteNotAvailable
 from app.engine.transcription import TranscriptionOptions
 from app.engine.words import WordsNotAvailable
 from app.errors import ClientClosed, DeadlineExceeded, InvalidRequest, NotFound, NotReady, Unauthorized
 from app.http import formats
-from app.http.forms import parse_quality_form, parse_transcription_form, read_form
+from app.http.forms import TranscriptionForm, parse_quality_form, parse_transcription_form, read_form
 from app.http.openapi import QUALITY_BODY, TRANSCRIPTION_BODY
 from app.http.streaming import TranscriptStream, client_disconnected, streaming_response
 from app.state import ServiceState
@@ -32,7 +32,7 @@ def _state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
-def _check_api_key(request: Request, state: ServiceState) -> None:
+def check_api_key(request: Request, state: ServiceState) -> None:
     keys = state.settings.api_keys
     if not keys:
         return
@@ -61,7 +61,7 @@ def _check_serving(state: ServiceState) -> None:
 async def create_transcription(request: Request) -> Response:
     state = _state(request)
     started = time.monotonic()
-    _check_api_key(request, state)
+    check_api_key(request, state)
     _check_serving(state)
     release = _count_in_flight(state)
     response = None
@@ -92,21 +92,7 @@ def _count_in_flight(state: ServiceState):
 async def _transcribe(request: Request, state: ServiceState, started: float, release) -> Response:
     settings = state.settings
     form = parse_transcription_form(await read_form(request, settings.max_upload_bytes))
-    threshold = settings.threshold if form.threshold is None else form.threshold
-    try:
-        state.pipeline.check_route(form.route)
-    except RouteNotAvailable as exc:
-        raise InvalidRequest(str(exc), param="route", code="route_unavailable") from None
-    try:
-        state.pipeline.check_language(form.language, form.route)
-    except LanguageNotSupported as exc:
-        raise InvalidRequest(str(exc), param="language", code="unsupported_language") from None
-    if form.words:
-        try:
-            state.pipeline.check_words(form.language, form.route)
-        except WordsNotAvailable as exc:
-            raise InvalidRequest(str(exc), param="timestamp_granularities[]",
-                                 code="word_timestamps_unavailable") from None
+    check_paths(state.pipeline, form)
     data = await form.upload.read()
     if not data:
         raise InvalidRequest("the uploaded file is empty", param="file", code="empty_file")
@@ -114,8 +100,7 @@ async def _transcribe(request: Request, state: ServiceState, started: float, rel
     audio = await state.transcriber.decode(data, form.upload.filename)
     state.metrics.decode_latency.observe(time.perf_counter() - decode_started)
     request.state.audio_seconds = round(audio.duration, 3)
-    options = TranscriptionOptions(language=form.language, prompt=form.prompt, route=form.route,
-                                   threshold=threshold, words=form.words)
+    options = transcription_options(form, settings.threshold)
     if form.stream:
         return streaming_response(request, state, audio, options, started + settings.request_timeout_seconds,
                                   on_close=release)
@@ -124,6 +109,30 @@ async def _transcribe(request: Request, state: ServiceState, started: float, rel
     transcript = await _until_deadline_or_disconnect(request, work, remaining)
     request.state.route = transcript.route
     return _render(transcript, form.response_format)
+
+
+def check_paths(pipeline: Pipeline, form: TranscriptionForm) -> None:
+    """Refuse at admission what no loaded path can do (a request's or a job's form): the route, the
+    language, word times."""
+    try:
+        pipeline.check_route(form.route)
+        pipeline.check_language(form.language, form.route)
+        if form.words:
+            pipeline.check_words(form.language, form.route)
+    except RouteNotAvailable as exc:
+        raise InvalidRequest(str(exc), param="route", code="route_unavailable") from None
+    except LanguageNotSupported as exc:
+        raise InvalidRequest(str(exc), param="language", code="unsupported_language") from None
+    except WordsNotAvailable as exc:
+        raise InvalidRequest(str(exc), param="timestamp_granularities[]",
+                             code="word_timestamps_unavailable") from None
+
+
+def transcription_options(form: TranscriptionForm, default_threshold: float) -> TranscriptionOptions:
+    """The engine's options for a parsed transcription form (a request's or a job's)."""
+    threshold = default_threshold if form.threshold is None else form.threshold
+    return TranscriptionOptions(language=form.language, prompt=form.prompt, route=form.route, threshold=threshold,
+                                words=form.words)
 
 
 async def _until_deadline_or_disconnect(request: Request, work, timeout: float):
@@ -146,21 +155,13 @@ async def _until_deadline_or_disconnect(request: Request, work, timeout: float):
 
 
 def _render(transcript, response_format: str) -> Response:
-    if response_format == "json":
-        return JSONResponse(formats.as_json(transcript))
-    if response_format == "verbose_json":
-        return JSONResponse(formats.as_verbose_json(transcript))
-    if response_format == "srt":
-        return PlainTextResponse(formats.as_srt(transcript), media_type="application/x-subrip")
-    if response_format == "vtt":
-        return PlainTextResponse(formats.as_vtt(transcript), media_type="text/vtt")
-    return PlainTextResponse(formats.as_text(transcript))
+    return formats.response_for(transcript, response_format)
 
 
 @router.post("/v1/audio/quality", openapi_extra=QUALITY_BODY, tags=["audio"])
 async def assess_quality(request: Request) -> JSONResponse:
     state = _state(request)
-    _check_api_key(request, state)
+    check_api_key(request, state)
     _check_serving(state)
     form = parse_quality_form(await read_form(request, state.settings.max_upload_bytes))
     data = await form.upload.read()
@@ -179,14 +180,14 @@ async def assess_quality(request: Request) -> JSONResponse:
 @router.get("/v1/models", tags=["models"])
 async def list_models(request: Request) -> dict:
     state = _state(request)
-    _check_api_key(request, state)
+    check_api_key(request, state)
     return {"object": "list", "data": [_model_card(state)]}
 
 
 @router.get("/v1/models/{model_id}", tags=["models"])
 async def get_model(model_id: str, request: Request) -> dict:
     state = _state(request)
-    _check_api_key(request, state)
+    check_api_key(request, state)
     if model_id != state.settings.served_model_name:
         raise NotFound(f"model {model_id!r} not found", code="model_not_found")
     return _model_card(state)

@@ -170,7 +170,8 @@ def test_dashboard_shows_what_operators_ask_for():
 
 def test_alerts_cover_queue_errors_and_refusals():
     text = "\n".join(alert_expressions())
-    for needed in ("asr_queue_depth_audio_seconds", "asr_errors_total", "asr_rejected_total"):
+    for needed in ("asr_queue_depth_audio_seconds", "asr_errors_total", "asr_rejected_total",
+                   "asr_job_backlog_audio_seconds", "asr_webhook_deliveries_total"):
         assert needed in text, needed
 
 
@@ -180,16 +181,39 @@ def test_prometheusrule_carries_the_same_rules_as_compose():
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_keda_scales_on_the_summed_queue_depth(overlay):
+def test_keda_scales_on_the_summed_queue_depth_and_the_job_backlog(overlay):
     scaled = resource(overlay, "ScaledObject")
-    (trigger,) = scaled["spec"]["triggers"]
+    queue, jobs = scaled["spec"]["triggers"]
     namespace = resource(overlay, "Deployment")["metadata"]["namespace"]
-    assert trigger["type"] == "prometheus"
-    assert trigger["metadata"]["query"] == (
+    assert queue["type"] == jobs["type"] == "prometheus"
+    assert queue["metadata"]["query"] == (
         f'sum(asr_queue_depth_audio_seconds{{job="mega-asr", namespace="{namespace}"}})')
-    assert float(trigger["metadata"]["threshold"]) > 0
+    # every replica reports the same store-wide backlog: max, not sum
+    assert jobs["metadata"]["query"] == (
+        f'max(asr_job_backlog_audio_seconds{{job="mega-asr", namespace="{namespace}"}})')
+    assert float(queue["metadata"]["threshold"]) > 0 and float(jobs["metadata"]["threshold"]) > 0
     assert scaled["spec"]["scaleTargetRef"]["name"] == resource(overlay, "Deployment")["metadata"]["name"]
-    assert 1 <= scaled["spec"]["minReplicaCount"] < scaled["spec"]["maxReplicaCount"]
+    assert 2 <= scaled["spec"]["minReplicaCount"] < scaled["spec"]["maxReplicaCount"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_replicas_share_one_postgresql_named_by_a_secret(overlay):
+    assert resource(overlay, "Deployment")["spec"]["replicas"] >= 2
+    env = env_of(server(overlay))
+    assert env["MEGA_ASR_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "mega-asr-database", "key": "url"}
+    egress_ports = {p["port"] for rule in resource(overlay, "NetworkPolicy")["spec"]["egress"]
+                    for p in rule.get("ports", [])}
+    assert 5432 in egress_ports
+
+
+def test_compose_runs_the_service_on_its_postgresql():
+    compose = load("docker-compose.yml")
+    assert compose["services"]["postgres"]["profiles"] == ["gpu", "cpu"]
+    for name in ("mega-asr", "mega-asr-cpu"):
+        service = compose["services"][name]
+        assert service["environment"]["MEGA_ASR_DATABASE_URL"].startswith("postgresql+asyncpg://")
+        assert "@postgres:5432/" in service["environment"]["MEGA_ASR_DATABASE_URL"]
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
 # ---- ports, probes, drain ---------------------------------------------------------------------------

@@ -3,8 +3,6 @@ group in the engine, and no aligner work for requests that asked for no words.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pytest
 
@@ -12,23 +10,8 @@ from app.engine.guards import GuardConfig
 from app.engine.iteration import Engine
 from app.engine.pipeline import Pipeline, SegmentJob
 from app.engine.words import WordsNotAvailable, WordTimer, refine_with_speech
-from models.recognition import AlignmentItem, Recognition, Word, open_session
-from tests.fakes import FakeRouter, SteppingRecognizer
-
-
-class FakeAligner:
-    """Times each word of the text one second apart; records every call."""
-
-    def __init__(self, languages: frozenset[str] | None = None) -> None:
-        self._languages = languages
-        self.calls: list[list[AlignmentItem]] = []
-
-    def languages(self, robust: bool) -> frozenset[str] | None:
-        return self._languages
-
-    def align(self, items: Sequence[AlignmentItem]) -> list[tuple[Word, ...]]:
-        self.calls.append(list(items))
-        return [tuple(Word(w.strip("."), i, i + 0.5, 0.9) for i, w in enumerate(item.text.split())) for item in items]
+from models.recognition import Recognition, Word, open_session
+from tests.fakes import FakeAligner, FakeRouter, SteppingRecognizer
 
 
 def test_a_word_starting_in_a_pause_starts_where_speech_resumes():

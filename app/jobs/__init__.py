@@ -1,0 +1,1 @@
+"""Background jobs: the store (SQLite / PostgreSQL), its migrations, the runner, webhooks."""
