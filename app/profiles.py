@@ -77,8 +77,10 @@ def _demo(settings: Settings, metrics: Metrics) -> Pipeline:
     placement = resolve_placement(settings.device, settings.dtype)
     started = time.perf_counter()
     paths = ensure_demo_models(settings.cache_dir, progress=True)
-    base = WhisperRecognizer.from_pretrained(paths.tiny_en, device=placement.device, dtype=placement.dtype)
-    robust = WhisperRecognizer.from_pretrained(paths.base, device=placement.device, dtype=placement.dtype)
+    base = WhisperRecognizer.from_pretrained(paths.tiny_en, device=placement.device, dtype=placement.dtype,
+                                             packed=placement.packed)
+    robust = WhisperRecognizer.from_pretrained(paths.base, device=placement.device, dtype=placement.dtype,
+                                               packed=placement.packed)
     metrics.model_load.labels(component="recognizer").set(time.perf_counter() - started)
     started = time.perf_counter()
     router_path = settings.router_path or demo_router_path()

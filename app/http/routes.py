@@ -191,7 +191,8 @@ def _model_card(state: ServiceState) -> dict:
             "description": state.pipeline.description if state.pipeline else "",
             # where the recognizer runs and in which dtype ("auto" resolved; null until the models are loaded)
             "device": state.pipeline.device if state.pipeline else None,
-            "dtype": state.pipeline.dtype if state.pipeline else None}
+            "dtype": state.pipeline.dtype if state.pipeline else None,
+            "dtype_reason": state.pipeline.dtype_reason if state.pipeline else None}
 
 
 @router.get("/healthz", tags=["health"])

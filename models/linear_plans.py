@@ -1,0 +1,39 @@
+"""Which Linear layers each recognizer packs into int8 (or fp16) weights, chosen per part by measurement.
+
+Measured per layer shape at the sizes each part runs at (`python -m bench.kernels`, bench/results/
+kernels.json; 1 thread, AMD EPYC limited to AVX2 and native AVX512-VNNI), int8 with per-row activation
+scales against fp32:
+- encoders run ~1500 (Whisper) or ~13 per second of audio (Qwen3-ASR) rows per clip: 512-wide and wider
+  layers gain 1.6-2x on AVX2 (2.6-3.2x with VNNI); Whisper tiny's 384x384 attention projections gain
+  nothing on AVX2 (0.94x), so they stay fp32;
+- decode steps run one row per running segment: every layer gains 4-11x (a step reads the weights, and
+  int8 weights are a quarter of fp32's); the Whisper decoder's cross-attention keys and values run over
+  the encoder's 1500 frames once per segment, so they follow the encoder's rule;
+- prefill of the Qwen3-ASR prompt (~400 rows at 30 s): ~2x.
+fp16 weights measured slower than int8 everywhere (1.0-1.1x fp32 at encoder sizes, 2.6-3x at decode
+sizes against int8's 4-11x) and are kept as an explicit kind, not planned.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from models.quantized import LinearPlan, quantize_linears
+
+WHISPER = LinearPlan("whisper", (
+    (r"\.encoder_attn\.[kv]_proj$", 512),  # over the encoder's 1500 frames, once per segment
+    (r"^model\.encoder\.", 512),  # 1500 frames per clip
+    (r"^model\.decoder\.|^proj_out$", 0),  # one row per running segment and step
+))
+QWEN3_ASR = LinearPlan("qwen3_asr", (
+    (r"", 0),  # audio tower (1024 wide at 1.7B), projector, LLM (2048 / 6144) and LM head: all pay
+))
+
+
+def pack_linears(model: nn.Module, plan: LinearPlan, kind: str) -> str:
+    """Pack the plan's layers of `model` in place; a one-line summary for the log ("int8: 186 Linear layers
+    (plan whisper), 12 left float")."""
+    total = sum(type(m) is nn.Linear for m in model.modules())
+    counts = quantize_linears(model, plan.chooser(kind))
+    packed = sum(counts.values())
+    return f"{kind}: {packed} Linear layers (plan {plan.name}), {total - packed} left float32"
