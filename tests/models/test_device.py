@@ -7,10 +7,12 @@ import torch
 
 from models.device import (
     cpu_bf16_instructions,
+    cpu_capabilities,
     proc_cpuinfo_flags,
     resolve_placement,
     select_device_and_dtype,
 )
+from models.quantized import kernels_missing
 
 AVX2_ONLY = {"architecture": "x86_64", "avx2": True, "avx512_f": False, "avx512_bf16": False, "amx_bf16": False}
 AVX512_NO_BF16 = {**AVX2_ONLY, "avx512_f": True, "avx512_bw": True}  # oneDNN calls this "bf16 supported"
@@ -107,8 +109,10 @@ def test_defaults_follow_this_machine():
     placement = resolve_placement()
     assert placement.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     if placement.device.type == "cpu":
-        native = bool(cpu_bf16_instructions())
-        assert placement.dtype == (torch.bfloat16 if native else torch.float32)
+        native = cpu_bf16_instructions()
+        int8_faster = native == ["avx512_bf16"] and cpu_capabilities().get("avx512_vnni") is True
+        expected = "bfloat16" if native and not int8_faster else ("int8" if kernels_missing() is None else "float32")
+        assert placement.dtype_name == expected
 
 
 def test_this_machines_report_has_the_keys_the_check_reads():
@@ -179,3 +183,16 @@ def test_cpu_flags_are_read_from_proc_cpuinfo(tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
     assert proc_cpuinfo_flags(str(cpuinfo)) == {"fpu", "sse", "avx2", "avx512f", "avx512_bf16"}
     assert proc_cpuinfo_flags(str(tmp_path / "missing")) == set()
+
+
+ZEN4 = {**COOPER_LAKE, "avx512_vnni": True}  # AVX512_BF16 without AMX, with VNNI (this bench's AMD EPYC)
+
+
+def test_avx512_bf16_without_amx_but_with_vnni_prefers_int8_which_measured_faster():
+    placement = resolve_placement(cuda_available=False, cpu_capabilities_report=ZEN4, int8_kernels_missing=lambda: None)
+    assert placement.dtype_name == "int8" and "without AMX" in placement.reason
+    with_amx = {**SAPPHIRE_RAPIDS, "avx512_vnni": True}
+    assert resolve_placement(cuda_available=False, cpu_capabilities_report=with_amx,
+                             int8_kernels_missing=lambda: None).dtype_name == "bfloat16"
+    fallback = resolve_placement(cuda_available=False, cpu_capabilities_report=ZEN4, int8_kernels_missing=_no_kernels)
+    assert fallback.dtype_name == "bfloat16" and "int8 unavailable" in fallback.reason
