@@ -12,6 +12,9 @@ scales against fp32:
 - prefill of the Qwen3-ASR prompt (~400 rows at 30 s): ~2x.
 fp16 weights measured slower than int8 everywhere (1.0-1.1x fp32 at encoder sizes, 2.6-3x at decode
 sizes against int8's 4-11x) and are kept as an explicit kind, not planned.
+
+Packing also switches the model's attention to models.row_attention: int8 turns the last-bit differences
+of torch's batched CPU attention into visible ones, so with int8 every row attends on its own.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from torch import nn
 
 from models.quantized import LinearPlan, quantize_linears
+from models.row_attention import use_row_attention
 
 WHISPER = LinearPlan("whisper", (
     (r"\.encoder_attn\.[kv]_proj$", 512),  # over the encoder's 1500 frames, once per segment
@@ -37,3 +41,17 @@ def pack_linears(model: nn.Module, plan: LinearPlan, kind: str) -> str:
     counts = quantize_linears(model, plan.chooser(kind))
     packed = sum(counts.values())
     return f"{kind}: {packed} Linear layers (plan {plan.name}), {total - packed} left float32"
+
+
+def pack_whisper(model: nn.Module, kind: str) -> str:
+    """Whisper's planned layers packed; attention row by row (encoder and decoder share one config), so the
+    float parts between packed layers give a row the same numbers alone and batched (models.row_attention)."""
+    use_row_attention(model.config)
+    return pack_linears(model, WHISPER, kind) + "; attention row by row"
+
+
+def pack_qwen3_asr(model: nn.Module, kind: str) -> str:
+    """Qwen3-ASR's planned layers packed; the LLM attends row by row (the audio encoder already attends one
+    window of one row at a time)."""
+    use_row_attention(model.config.text_config)
+    return pack_linears(model, QWEN3_ASR, kind) + "; LLM attention row by row"

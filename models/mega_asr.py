@@ -52,9 +52,9 @@ def find_components(root: Path, backbone_dir: Path | None = None,
 def _pack(model: object, placement: Placement) -> None:
     """int8/fp16 weights for the layers models.linear_plans.QWEN3_ASR names, when the placement says so."""
     if placement.packed is not None:
-        from models.linear_plans import QWEN3_ASR, pack_linears
+        from models.linear_plans import pack_qwen3_asr
 
-        pack_linears(model, QWEN3_ASR, placement.packed)
+        pack_qwen3_asr(model, placement.packed)
 
 
 def load_mega_asr(root: str | Path, *, backbone_dir: Path | None = None, router_path: Path | None = None,

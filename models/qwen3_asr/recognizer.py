@@ -78,13 +78,13 @@ class Qwen3ASRRecognizer:
         """Load a checkpoint directory (either layout); `adapter_factory(model)` attaches the adapter (after
         any packing of the Linear layers that the placement asks for)."""
         from models.device import resolve_placement
-        from models.linear_plans import QWEN3_ASR, pack_linears
+        from models.linear_plans import pack_qwen3_asr
         from models.qwen3_asr.checkpoint import load_qwen3_asr
 
         placement = resolve_placement(device, dtype)
         model, processor = load_qwen3_asr(directory, placement.device, placement.dtype)
         if placement.packed is not None:
-            pack_linears(model, QWEN3_ASR, placement.packed)
+            pack_qwen3_asr(model, placement.packed)
         adapter = adapter_factory(model) if adapter_factory is not None else None
         return cls(model, processor, device=placement.device, dtype=placement.dtype, adapter=adapter, **kwargs)
 

@@ -23,7 +23,7 @@ import torch
 
 from models.decoding.routed import RoutedSession
 from models.decoding.session import decode_all
-from models.linear_plans import WHISPER, pack_linears
+from models.linear_plans import pack_whisper
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, TimedText
 from models.whisper.rules import split_segments
 from models.whisper.session import WhisperSession
@@ -51,7 +51,7 @@ class WhisperRecognizer:
         self.dtype = dtype
         self.model = model.to(device=self.device, dtype=dtype).eval()
         # packed: int8/fp16 weights for the Linear layers models.linear_plans.WHISPER names (CPU, float32)
-        self.packing = pack_linears(self.model, WHISPER, packed) if packed else "none"
+        self.packing = pack_whisper(self.model, packed) if packed else "none"
         self.processor = processor
         self.max_new_tokens = max_new_tokens
         generation = model.generation_config

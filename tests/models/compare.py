@@ -12,26 +12,18 @@ from models.recognition import Recognition
 _FLOAT_FIELDS = ("avg_logprob", "no_speech_prob")
 
 
-# int8 models: every packed layer is row-exact, but the float parts between them (attention over a row's
-# cache, layer norms) round a little differently with other rows beside it, and an activation that sits on
-# a quantisation boundary then moves one step: the statistics move in the 4th digit, the tokens do not.
-INT8_TOLERANCE = 2e-3
-
-
-def _close(a: float | None, b: float | None, tolerance: float) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None and math.isclose(a, b, rel_tol=tolerance,
+def _close(a: float | None, b: float | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-4,
                                                                                             abs_tol=1e-5))
 
 
-def same_recognition(a: Recognition, b: Recognition, tolerance: float = 1e-4) -> bool:
+def same_recognition(a: Recognition, b: Recognition) -> bool:
     exact = {f: getattr(a, f) for f in (field.name for field in dataclasses.fields(a)) if f not in _FLOAT_FIELDS}
     other = {f: getattr(b, f) for f in exact}
-    return exact == other and all(_close(getattr(a, f), getattr(b, f), tolerance) for f in _FLOAT_FIELDS)
+    return exact == other and all(_close(getattr(a, f), getattr(b, f)) for f in _FLOAT_FIELDS)
 
 
-def assert_same_recognitions(got: Sequence[Recognition], expected: Sequence[Recognition],
-                             tolerance: float = 1e-4) -> None:
-    """Tokens, texts, languages and times equal; avg_logprob / no_speech_prob within `tolerance` (relative)."""
+def assert_same_recognitions(got: Sequence[Recognition], expected: Sequence[Recognition]) -> None:
     assert len(got) == len(expected)
     for index, (a, b) in enumerate(zip(got, expected)):
-        assert same_recognition(a, b, tolerance), f"row {index}: {a} != {b}"
+        assert same_recognition(a, b), f"row {index}: {a} != {b}"

@@ -9,7 +9,7 @@ import pytest
 from models.quantized import PackedLinear, kernels_missing
 from models.recognition import RecognitionItem
 from models.whisper.recognizer import WhisperRecognizer
-from tests.models.compare import INT8_TOLERANCE, assert_same_recognitions, same_recognition
+from tests.models.compare import assert_same_recognitions, same_recognition
 from tests.models.whisper import converted_demo_model, load_clip, reference
 from tests.models.whisper.test_recognizer import BASE_WER_BOUND, TINY_EN_WER_BOUND, corpus_wer, human_english
 
@@ -50,8 +50,8 @@ def tiny_int8(tmp_path_factory) -> WhisperRecognizer:
 def test_tiny_int8_rows_joining_at_different_steps_equal_each_row_alone(tiny_int8):
     items = _items()
     alone = [tiny_int8.recognize([item])[0] for item in items]
-    assert_same_recognitions(_joined(tiny_int8, items, {0: [0], 2: [1, 2], 6: [3], 7: [4]}), alone, INT8_TOLERANCE)
-    assert_same_recognitions(tiny_int8.recognize(items), alone, INT8_TOLERANCE)
+    assert_same_recognitions(_joined(tiny_int8, items, {0: [0], 2: [1, 2], 6: [3], 7: [4]}), alone)
+    assert_same_recognitions(tiny_int8.recognize(items), alone)
 
 
 def test_tiny_int8_stays_within_the_fp32_wer_bound(tiny_int8):
@@ -66,7 +66,7 @@ def test_base_int8_is_batch_invariant_with_per_item_languages_and_within_the_wer
     items = _items() + [RecognitionItem(load_clip("tts-multilingual/zh/nihao_shijie.wav"), language="zh"),
                         RecognitionItem(load_clip("tts-multilingual/zh/nihao_shijie.wav"))]
     alone = [base.recognize([item])[0] for item in items]
-    assert_same_recognitions(_joined(base, items, {0: [0, 5], 1: [1], 4: [2, 6], 9: [3, 4]}), alone, INT8_TOLERANCE)
+    assert_same_recognitions(_joined(base, items, {0: [0, 5], 1: [1], 4: [2, 6], 9: [3, 4]}), alone)
     paths = human_english()
     results = base.recognize([RecognitionItem(load_clip(p)) for p in paths])
     assert corpus_wer([reference(p) for p in paths], [r.text for r in results]) <= BASE_WER_BOUND
