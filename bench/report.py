@@ -16,13 +16,15 @@ def facts_line(facts: dict) -> str:
     if facts.get("dtype_reason"):
         line += f" ({facts['dtype_reason']})"
     line += f", {facts['parameters']:,} parameters"
+    if facts.get("isa"):
+        line += f"; ISA {facts['isa']}"
     if facts.get("adapter_parameters"):
         line += f" (+ {facts['adapter_parameters']:,} adapter)"
     return line
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Machine: {results['machine']}", ""]
+    lines = [f"Machine: {results['machine']}", f"ISA: {results.get('isa', 'native')}", ""]
     for name, profile in results["profiles"].items():
         about = (f"Model: {facts_line(profile['facts'])}. Other processes used "
                  f"{profile['other_processes_cpu_share']:.0%} of the CPU during this profile "
