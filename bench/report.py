@@ -55,6 +55,13 @@ def _service_rows(profile: dict) -> list[str]:
     for compute_type, runs in profile.get("peer", {}).items():
         rows += [_row(f"peer {profile.get('peer_model', '')} {compute_type} (faster-whisper-server)", row)
                  for row in runs]
+    qwen_asr = profile.get("qwen_asr")
+    if qwen_asr:
+        for run in qwen_asr["runs"]:
+            best = " = qwen-asr at its best offline" if run == qwen_asr["best"] else ""
+            rows.append(f"| qwen-asr {run['order']} batch {run['batch']} ({qwen_asr['dtype']}, offline){best} | "
+                        f"{run['batch']} | | {run['audio_seconds_per_second']:.2f} | "
+                        f"{run['seconds'] / run['audio_seconds']:.3f} | | | | |")
     return rows
 
 
