@@ -54,10 +54,14 @@ def test_tiny_int8_rows_joining_at_different_steps_equal_each_row_alone(tiny_int
     assert_same_recognitions(tiny_int8.recognize(items), alone)
 
 
-def test_tiny_int8_stays_within_the_fp32_wer_bound(tiny_int8):
+def _human_english_wer(recognizer: WhisperRecognizer) -> float:
     paths = human_english()
-    results = tiny_int8.recognize([RecognitionItem(load_clip(p)) for p in paths])
-    assert corpus_wer([reference(p) for p in paths], [r.text for r in results]) <= TINY_EN_WER_BOUND
+    results = recognizer.recognize([RecognitionItem(load_clip(p)) for p in paths])
+    return corpus_wer([reference(p) for p in paths], [r.text for r in results])
+
+
+def test_tiny_int8_stays_within_the_fp32_wer_bound(tiny_int8):
+    assert _human_english_wer(tiny_int8) <= TINY_EN_WER_BOUND
 
 
 @pytest.mark.slow
@@ -67,9 +71,7 @@ def test_base_int8_is_batch_invariant_with_per_item_languages_and_within_the_wer
                         RecognitionItem(load_clip("tts-multilingual/zh/nihao_shijie.wav"))]
     alone = [base.recognize([item])[0] for item in items]
     assert_same_recognitions(_joined(base, items, {0: [0, 5], 1: [1], 4: [2, 6], 9: [3, 4]}), alone)
-    paths = human_english()
-    results = base.recognize([RecognitionItem(load_clip(p)) for p in paths])
-    assert corpus_wer([reference(p) for p in paths], [r.text for r in results]) <= BASE_WER_BOUND
+    assert _human_english_wer(base) <= BASE_WER_BOUND
 
 
 @pytest.mark.slow
