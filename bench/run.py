@@ -224,6 +224,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--isa", default="native", choices=("native", "avx2"),
                         help="avx2: run as on an AVX2-only CPU (every library capped: bench/isa.py); the peer too")
     parser.add_argument("--no-static", action="store_true", help="skip the static-engine rows (saves time)")
+    parser.add_argument("--dtype", default="auto", help="demo: the recognizers' dtype; int8-tensor = FBGEMM's "
+                        "per-tensor int8, NOT batch-invariant (measures what giving up the guarantee buys)")
     parser.add_argument("--full-fp32", action="store_true",
                         help="qwen-full: also the same service in float32 at c=16 (routed and base)")
     parser.add_argument("--qwen-asr", action="store_true",

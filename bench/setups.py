@@ -64,6 +64,8 @@ def demo_setup(args: argparse.Namespace) -> BenchSetup:
     from app.profiles import load_pipeline
 
     settings = service_settings("demo", args.max_batch)
+    if args.dtype != "auto":  # model_copy skips validation: the benchmark-only int8-tensor is no service setting
+        settings = settings.model_copy(update={"dtype": args.dtype})
     pipeline = load_pipeline(settings, Metrics())
     recognizer = pipeline.recognizer
     parameters = sum(count_parameters(r.model) for r in (recognizer.base, recognizer.robust))
