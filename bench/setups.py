@@ -104,10 +104,15 @@ def full_size_setup(args: argparse.Namespace) -> BenchSetup:
 
 
 def count_parameters(model: object) -> int:
-    """Parameters, packed int8/fp16 Linear weights (models.quantized, not nn.Parameters) included."""
+    """Parameters, packed int8/fp16 Linear weights (models.quantized, not nn.Parameters) included; a packed
+    output projection tied to the token embedding counts once (as in the float model)."""
     from models.quantized import PackedLinear
 
-    packed = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, PackedLinear))
+    packed = sum(m.in_features * m.out_features + (m.bias.numel() if m.bias is not None else 0)
+                 for m in model.modules() if isinstance(m, PackedLinear))
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if isinstance(head, PackedLinear) and getattr(model.config, "tie_word_embeddings", False):
+        packed -= head.in_features * head.out_features
     return sum(p.numel() for p in model.parameters()) + packed
 
 
