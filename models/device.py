@@ -1,8 +1,8 @@
 """Pick the device and dtype a model runs on.
 
 `auto`: CUDA when there is a GPU (bf16, or fp16 on GPUs without bf16); on a CPU, bf16 when the CPU has
-native bf16 matrix instructions (x86 AMX-BF16 or AVX512_BF16, Arm BF16) unless int8 measured faster (see
-below), else int8, or fp32 where torch lacks the int8 kernels.
+native bf16 matrix instructions (x86 AMX-BF16 or AVX512_BF16, Arm BF16), else int8, or fp32 where torch
+lacks the int8 kernels.
 
 Why these instruction sets and not `torch.ops.mkldnn._is_mkldnn_bf16_supported()`: oneDNN reports bf16
 "supported" on any AVX512 CPU, where it emulates bf16 with fp32 arithmetic (no faster than fp32), and on
@@ -18,9 +18,9 @@ message instead of silently running somewhere else or several times slower.
 
 `int8` (models/quantized.py, models/linear_plans.py): the model stays float32 and its Linear layers get int8
 weights with per-row int8 activations (FBGEMM), chosen per model part. `auto` picks it on CPUs without
-native bf16 (most of the AVX2 machines this runs on), and on CPUs whose native bf16 is AVX512_BF16 without
-AMX but with AVX512-VNNI, where it measured faster than bf16: same tokens alone and batched, corpus WER
-within 0.5 points of fp32 (bench/bf16_quality.py). Where torch lacks the kernels, start-up runs float32 and the reason
+native bf16 (most of the AVX2 machines this runs on): same tokens alone and batched, corpus WER no worse
+than fp32's (bench/bf16_quality.py). On a CPU with native bf16 but no AMX (AMD Zen 4, AVX512_BF16 + VNNI)
+int8 measured only 1.06x faster than bf16 end to end (Whisper base) and changes more texts, so bf16 stays. Where torch lacks the kernels, start-up runs float32 and the reason
 says so. The oneDNN ISA limit (`ONEDNN_MAX_CPU_ISA`, used to run as an AVX2 CPU: bench/isa.py) counts:
 bf16 is native only if oneDNN may use the instructions.
 """
@@ -135,27 +135,14 @@ Choice = tuple[torch.dtype, str, "str | None"]  # (model dtype, reason, packed k
 _INT8_WHAT = "int8 Linear weights with per-row int8 activations (FBGEMM; same tokens alone and batched)"
 
 
-def _int8_beats_bf16(cpu_bf16: list[str], capabilities: Mapping[str, Any]) -> bool:
-    """AVX512_BF16 without AMX but with AVX512-VNNI (AMD Zen 4, Intel Cooper Lake): int8 measured 1.27x faster
-    than bf16 end to end (Whisper base, 6 clips, AMD EPYC Zen 4; README "Device and precision"). With AMX
-    tiles bf16 is ~3x fp32 (DESIGN.md §9) and stays; Arm has no FBGEMM."""
-    return cpu_bf16 == ["avx512_bf16"] and capabilities.get("avx512_vnni") is True
-
-
-def _auto_dtype(device: torch.device, gpu_bf16: bool, cpu_bf16: list[str], capabilities: Mapping[str, Any],
+def _auto_dtype(device: torch.device, gpu_bf16: bool, cpu_bf16: list[str],
                 int8_missing: Callable[[], str | None]) -> Choice:
     if device.type == "cuda":
         if gpu_bf16:
             return torch.bfloat16, "auto: CUDA with bf16", None
         return torch.float16, "auto: CUDA without bf16 support", None
-    if cpu_bf16 and not _int8_beats_bf16(cpu_bf16, capabilities):
+    if cpu_bf16:  # int8 measured only 1.06x bf16 here (Zen 4, no AMX) and moves more texts: bf16 stays
         return torch.bfloat16, f"auto: CPU with native bf16 ({', '.join(cpu_bf16)})", None
-    if cpu_bf16:
-        why = f"auto: native bf16 without AMX ({', '.join(cpu_bf16)}) but AVX512-VNNI, where int8 measured faster"
-        missing = int8_missing()
-        if missing is None:
-            return torch.float32, f"{why}: {_INT8_WHAT}", "int8"
-        return torch.bfloat16, f"auto: CPU with native bf16 ({', '.join(cpu_bf16)}); int8 unavailable ({missing})", None
     why = "auto: this CPU has no native bf16 matrix instructions (no AMX-BF16/AVX512_BF16)"
     if onednn_isa_limit() in _ONEDNN_NO_BF16:
         why = f"auto: bf16 is not native under ONEDNN_MAX_CPU_ISA={onednn_isa_limit()}"
@@ -176,10 +163,10 @@ def _packed_choice(name: str, device: torch.device, int8_missing: Callable[[], s
 
 
 def _parse_dtype(dtype: str, device: torch.device, gpu_bf16: bool, cpu_bf16: list[str],
-                 capabilities: Mapping[str, Any], int8_missing: Callable[[], str | None]) -> Choice:
+                 int8_missing: Callable[[], str | None]) -> Choice:
     name = dtype.strip().lower()
     if name == "auto":
-        return _auto_dtype(device, gpu_bf16, cpu_bf16, capabilities, int8_missing)
+        return _auto_dtype(device, gpu_bf16, cpu_bf16, int8_missing)
     if name in _PACKED:
         return _packed_choice(name, device, int8_missing)
     if name not in _DTYPES:
@@ -219,11 +206,11 @@ def resolve_placement(device: str = "auto", dtype: str = "auto", *, cuda_availab
     resolved_device = _parse_device(device, cuda_available)
     if bf16_supported is None:
         bf16_supported = resolved_device.type == "cuda" and torch.cuda.is_bf16_supported()
-    capabilities: Mapping[str, Any] = {}
+    cpu_bf16 = []
     if resolved_device.type == "cpu":
-        capabilities = cpu_capabilities() if cpu_capabilities_report is None else cpu_capabilities_report
-    cpu_bf16 = cpu_bf16_instructions(capabilities) if resolved_device.type == "cpu" else []
-    resolved_dtype, reason, packed = _parse_dtype(dtype, resolved_device, bf16_supported, cpu_bf16, capabilities,
+        cpu_bf16 = cpu_bf16_instructions(cpu_capabilities() if cpu_capabilities_report is None
+                                         else cpu_capabilities_report)
+    resolved_dtype, reason, packed = _parse_dtype(dtype, resolved_device, bf16_supported, cpu_bf16,
                                                   int8_kernels_missing or _int8_kernels_missing)
     return Placement(resolved_device, resolved_dtype, reason, packed)
 

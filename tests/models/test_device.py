@@ -7,7 +7,6 @@ import torch
 
 from models.device import (
     cpu_bf16_instructions,
-    cpu_capabilities,
     proc_cpuinfo_flags,
     resolve_placement,
     select_device_and_dtype,
@@ -110,8 +109,7 @@ def test_defaults_follow_this_machine():
     assert placement.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     if placement.device.type == "cpu":
         native = cpu_bf16_instructions()
-        int8_faster = native == ["avx512_bf16"] and cpu_capabilities().get("avx512_vnni") is True
-        expected = "bfloat16" if native and not int8_faster else ("int8" if kernels_missing() is None else "float32")
+        expected = "bfloat16" if native else ("int8" if kernels_missing() is None else "float32")
         assert placement.dtype_name == expected
 
 
@@ -188,11 +186,6 @@ def test_cpu_flags_are_read_from_proc_cpuinfo(tmp_path):
 ZEN4 = {**COOPER_LAKE, "avx512_vnni": True}  # AVX512_BF16 without AMX, with VNNI (this bench's AMD EPYC)
 
 
-def test_avx512_bf16_without_amx_but_with_vnni_prefers_int8_which_measured_faster():
+def test_native_bf16_without_amx_keeps_bf16_where_int8_was_only_marginally_faster():
     placement = resolve_placement(cuda_available=False, cpu_capabilities_report=ZEN4, int8_kernels_missing=lambda: None)
-    assert placement.dtype_name == "int8" and "without AMX" in placement.reason
-    with_amx = {**SAPPHIRE_RAPIDS, "avx512_vnni": True}
-    assert resolve_placement(cuda_available=False, cpu_capabilities_report=with_amx,
-                             int8_kernels_missing=lambda: None).dtype_name == "bfloat16"
-    fallback = resolve_placement(cuda_available=False, cpu_capabilities_report=ZEN4, int8_kernels_missing=_no_kernels)
-    assert fallback.dtype_name == "bfloat16" and "int8 unavailable" in fallback.reason
+    assert placement.dtype_name == "bfloat16" and "native bf16 (avx512_bf16)" in placement.reason
