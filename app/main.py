@@ -74,7 +74,7 @@ async def _load_and_warm(state: ServiceState, pipeline: Pipeline | None,
             pipeline = await asyncio.to_thread(loader or default_loader, settings, state.metrics)
         state.pipeline = pipeline
         state.metrics.model_info.labels(profile=settings.profile, device=pipeline.device,
-                                        dtype=pipeline.dtype).set(1)
+                                        dtype=pipeline.dtype, dtype_reason=pipeline.dtype_reason).set(1)
         state.batcher = Batcher(pipeline, _limits(settings), state.metrics)
         state.batcher.start()
         state.transcriber = Transcriber(pipeline, state.batcher, state.decode_pool, state.metrics,

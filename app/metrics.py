@@ -108,8 +108,9 @@ class Metrics:
             "asr_cancelled_segments_total", "Queued segments dropped because their client disconnected or "
             "their deadline passed.", registry=r)
         self.model_info = Gauge(
-            "asr_model_info", "1 for the loaded profile, with the recognizer's device (cpu, cuda:0) and dtype "
-            "(float32, bfloat16, float16) as labels.", ["profile", "device", "dtype"], registry=r)
+            "asr_model_info", "1 for the loaded profile, with the recognizer's device (cpu, cuda:0), dtype "
+            "(float32, bfloat16, float16, int8) and why that dtype (dtype_reason) as labels.",
+            ["profile", "device", "dtype", "dtype_reason"], registry=r)
         # --- background jobs (app/jobs) ------------------------------------------------------------
         self.jobs = Gauge(
             "asr_jobs", "Jobs in the store by status (queued, in_progress, completed, failed, cancelled), all "

@@ -95,8 +95,10 @@ def _demo(settings: Settings, metrics: Metrics) -> Pipeline:
     placement = resolve_placement(settings.device, settings.dtype)
     started = time.perf_counter()
     paths = ensure_demo_models(settings.cache_dir, progress=True)
-    base = WhisperRecognizer.from_pretrained(paths.tiny_en, device=placement.device, dtype=placement.dtype)
-    robust = WhisperRecognizer.from_pretrained(paths.base, device=placement.device, dtype=placement.dtype)
+    base = WhisperRecognizer.from_pretrained(paths.tiny_en, device=placement.device, dtype=placement.dtype,
+                                             packed=placement.packed)
+    robust = WhisperRecognizer.from_pretrained(paths.base, device=placement.device, dtype=placement.dtype,
+                                               packed=placement.packed)
     # Word times on the model that decoded the segment, from its own cross-attention (no extra model).
     words = WordTimer(RoutedWhisperAligner(WhisperAligner(base), WhisperAligner(robust)),
                       speech_edges=settings.word_speech_edges)

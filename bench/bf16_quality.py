@@ -6,7 +6,14 @@ per item, once per precision of the two Whisper models (the router stays fp32 in
 - bf16: the models cast to bf16 and run by torch's own bf16 CPU kernels (real bf16 numerics; on a CPU
   without bf16 hardware slow, 3-8x fp32 for these models, but exact);
 - bf16-emulated: the bf16 models with matrix ops computed as bf16 hardware does (bench/bf16_emulation.py);
-  cheaper, and checked against the real run.
+  cheaper, and checked against the real run;
+- int8: the service's int8 path (models/quantized.py, plan models.linear_plans.WHISPER: per-row int8
+  activations, row-by-row attention); int8-tensor: FBGEMM's per-tensor scheme (not batch-invariant, for
+  comparison); fp16-weights: fp16 weights, fp32 activations.
+
+For the packed variants the corpus is also decoded one segment at a time (`--alone`), and the texts are
+compared with the batched run's: the batch-invariance check on real audio. `--isa avx2` runs as on an
+AVX2-only CPU (bench/isa.py).
 
 Separately the router: its scores in fp32 and in bf16 on every item, and how many routes flip at 0.5.
 Writes JSON (default bench/results/bf16_quality.json) and prints a table.
@@ -37,6 +44,7 @@ from models.recognition import Recognition, RecognitionItem
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio" / "MANIFEST.tsv"
 VARIANTS = ("fp32", "bf16", "bf16-emulated")
+PACKED = {"int8": "int8", "int8-tensor": "int8-tensor", "fp16-weights": "fp16"}
 
 
 class EmulatedBf16:
@@ -59,9 +67,11 @@ def demo_pipeline(variant: str, scorer) -> Pipeline:
     from models.whisper.recognizer import RoutedWhisperRecognizer, WhisperRecognizer
 
     paths = ensure_demo_models(Settings(profile="demo").cache_dir, progress=False)
-    dtype = torch.float32 if variant == "fp32" else torch.bfloat16
-    recognizer = RoutedWhisperRecognizer(base=WhisperRecognizer.from_pretrained(paths.tiny_en, dtype=dtype),
-                                         robust=WhisperRecognizer.from_pretrained(paths.base, dtype=dtype))
+    dtype = torch.bfloat16 if variant.startswith("bf16") else torch.float32
+    packed = PACKED.get(variant)
+    recognizer = RoutedWhisperRecognizer(
+        base=WhisperRecognizer.from_pretrained(paths.tiny_en, dtype=dtype, packed=packed),
+        robust=WhisperRecognizer.from_pretrained(paths.base, dtype=dtype, packed=packed))
     chosen = EmulatedBf16(recognizer) if variant == "bf16-emulated" else recognizer
     return Pipeline(chosen, scorer, routing="router", description=f"demo, Whisper in {variant}")
 
@@ -92,7 +102,16 @@ def router_shift(scorer, manifest: Path) -> dict:
             "routes_flipped_at_0.5": int(((fp32 >= 0.5) != (bf16 >= 0.5)).sum())}
 
 
-def run(manifest: Path, variants: Sequence[str]) -> dict:
+def alone_check(manifest: Path, items: list, pipeline: Pipeline, batched: dict) -> dict:
+    """The corpus again, one segment per recognizer call: how many texts equal the batched run's."""
+    runner = InProcessRunner(pipeline, InProcessConfig(progress=False, batch_size=1))
+    alone = summary(evaluate(manifest, items, runner, source="alone"), 0.0)["texts"]
+    pairs = [(alone[k][p], batched[k][p]) for k in alone for p in (0, 1) if alone[k][p] is not None]
+    differing = sorted({k for k in alone for p in (0, 1) if alone[k][p] != batched[k][p]})
+    return {"texts": len(pairs), "identical": sum(a == b for a, b in pairs), "differing_items": differing}
+
+
+def run(manifest: Path, variants: Sequence[str], alone: Sequence[str] = ()) -> dict:
     from app.profiles import demo_router_path
     from models.router.checkpoint import load_router
     from models.router.scorer import RouterScorer
@@ -101,10 +120,14 @@ def run(manifest: Path, variants: Sequence[str]) -> dict:
     items = read_manifest(manifest)
     out: dict = {"manifest": str(manifest), "items": len(items), "variants": {}}
     for variant in variants:
-        runner = InProcessRunner(demo_pipeline(variant, scorer), InProcessConfig(progress=False))
+        pipeline = demo_pipeline(variant, scorer)
+        runner = InProcessRunner(pipeline, InProcessConfig(progress=False))
         started = time.perf_counter()
         result = evaluate(manifest, items, runner, source=variant)
         out["variants"][variant] = summary(result, time.perf_counter() - started)
+        if variant in alone:
+            out["variants"][variant]["batched_vs_alone"] = alone_check(manifest, items, pipeline,
+                                                                       out["variants"][variant]["texts"])
         print(f"{variant}: {json.dumps({k: v for k, v in out['variants'][variant].items() if k != 'texts'})}",
               flush=True)
     reference = out["variants"].get("fp32")
@@ -126,6 +149,11 @@ def table(out: dict) -> str:
         identical = f"{same['identical_base_texts']:.0%} / {same['identical_robust_texts']:.0%}" if same else "-"
         lines.append(f"| {variant} | {f['base_only']:.2%} | {f['robust_only']:.2%} | {f['routed_at_0.5']:.2%} | "
                      f"{identical} | {f['seconds']:.0f} |")
+    for variant, f in out["variants"].items():
+        if "batched_vs_alone" in f:
+            check = f["batched_vs_alone"]
+            lines.append(f"\n{variant}: batched = alone for {check['identical']} of {check['texts']} texts "
+                         f"(differing items: {', '.join(check['differing_items']) or 'none'})")
     router = out["router"]
     lines.append(f"\nRouter fp32 -> bf16 on {router['items']} items: max |change| {router['max_abs_change']:.4f}, "
                  f"mean {router['mean_abs_change']:.4f}, routes flipped at 0.5: {router['routes_flipped_at_0.5']}")
@@ -137,15 +165,21 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, help="default: the fixtures plus their degraded copies")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--alone", default="", help="variants also decoded one segment at a time (invariance)")
+    parser.add_argument("--isa", default="native", choices=("native", "avx2"), help="avx2: as on an AVX2-only CPU")
     parser.add_argument("--out", type=Path, default=Path("bench/results/bf16_quality.json"))
     args = parser.parse_args(argv)
+    from bench.isa import isa_label, restart_limited
+
+    restart_limited(args.isa)
     with contextlib.ExitStack() as stack:
         manifest = args.manifest
         if manifest is None:
             from bench.degraded_manifest import build
 
             manifest = build(FIXTURES, Path(stack.enter_context(tempfile.TemporaryDirectory())), seed=0)
-        out = run(manifest, args.variants.split(","))
+        out = run(manifest, args.variants.split(","), [v for v in args.alone.split(",") if v])
+    out["isa"] = isa_label()
     args.out.write_text(json.dumps(out, indent=1, ensure_ascii=False))
     print(table(out))
     return 0

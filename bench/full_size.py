@@ -29,6 +29,7 @@ import torch
 from app.engine.pipeline import Pipeline
 from bench.qwen_profile import AUDIO_SIZE, TEXT_SIZE, build_bench_model
 from models.device import Placement, resolve_placement
+from models.linear_plans import pack_qwen3_asr
 from models.mega_adapter import MegaAdapter
 from models.qwen3_asr.recognizer import Qwen3ASRRecognizer
 from models.recognition import RecognitionItem
@@ -65,7 +66,8 @@ def full_size_pipeline(seed: int = 0, device: str = "auto", dtype: str = "auto",
     model, processor = build_bench_model(seed, audio_size, text_size, placement.device, placement.dtype)
     adapter_dir = write_tiny_adapter(Path(tempfile.mkdtemp(prefix="bench-full-adapter-")), model, seed=seed,
                                      scale=0.02, ranks=ADAPTER_RANKS)
-    adapter = MegaAdapter.attach(model, adapter_dir)
+    packing = pack_qwen3_asr(model, placement.packed) if placement.packed else "none"
+    adapter = MegaAdapter.attach(model, adapter_dir)  # after packing: on the packed layers
     recognizer = Qwen3ASRRecognizer(model, processor, device=placement.device, dtype=placement.dtype,
                                     adapter=adapter, max_new_tokens=MAX_NEW_TOKENS,
                                     tokens_per_second=TOKENS_PER_SECOND, min_new_tokens_budget=MIN_BUDGET,
@@ -75,12 +77,15 @@ def full_size_pipeline(seed: int = 0, device: str = "auto", dtype: str = "auto",
                         description="bench: Qwen3-ASR-1.7B dimensions, random weights + Mega-ASR-shaped adapter",
                         device=placement.device_name, dtype=placement.dtype_name, dtype_reason=placement.reason)
     facts = model_facts(model, adapter, placement)
-    facts["build_seconds"], facts["dimensions"] = time.perf_counter() - started, dims
+    facts["build_seconds"], facts["dimensions"], facts["packing"] = time.perf_counter() - started, dims, packing
     return FullSizeModel(pipeline, adapter_dir, facts)
 
 
 def model_facts(model: torch.nn.Module, adapter: MegaAdapter, placement: Placement) -> dict:
-    return {"parameters": sum(p.numel() for p in model.parameters()), "adapter_parameters": adapter.num_parameters,
+    from bench.setups import count_parameters
+
+    return {"parameters": count_parameters(model),
+            "adapter_parameters": adapter.num_parameters,
             "adapter_modules": len(adapter.module_names),
             "device": placement.device_name, "dtype": placement.dtype_name, "dtype_reason": placement.reason,
             "tokens_per_second": TOKENS_PER_SECOND, "max_new_tokens": MAX_NEW_TOKENS,

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.isa import active_isa, limited_environment
+
 PEER_SPEC = "faster-whisper-server==0.0.3"
 COMPUTE_TYPES = ("int8", "float32")
 
@@ -67,7 +69,8 @@ def peer_server(root: Path, port: int) -> Iterator[str]:
                       f"    model_options: {{device: cpu, compute_type: {compute_type}, cpu_threads: 2}}",
                       "    transcribe_options: {beam_size: 1, language: en, vad_filter: false}"]
     config.write_text("\n".join(lines) + "\n")
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    # Under `bench.run --isa avx2` the peer runs capped too (CTranslate2's own kernels, its oneDNN GEMMs).
+    env = limited_environment(active_isa(), base={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     process = subprocess.Popen([str(python), "-m", "faster_whisper_server", "--config", str(config),
                                 "--host", "127.0.0.1", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -16,13 +16,15 @@ def facts_line(facts: dict) -> str:
     if facts.get("dtype_reason"):
         line += f" ({facts['dtype_reason']})"
     line += f", {facts['parameters']:,} parameters"
+    if facts.get("isa"):
+        line += f"; ISA {facts['isa']}"
     if facts.get("adapter_parameters"):
         line += f" (+ {facts['adapter_parameters']:,} adapter)"
     return line
 
 
 def markdown(results: dict) -> str:
-    lines = [f"Machine: {results['machine']}", ""]
+    lines = [f"Machine: {results['machine']}", f"ISA: {results.get('isa', 'native')}", ""]
     for name, profile in results["profiles"].items():
         about = (f"Model: {facts_line(profile['facts'])}. Other processes used "
                  f"{profile['other_processes_cpu_share']:.0%} of the CPU during this profile "
@@ -53,6 +55,13 @@ def _service_rows(profile: dict) -> list[str]:
     for compute_type, runs in profile.get("peer", {}).items():
         rows += [_row(f"peer {profile.get('peer_model', '')} {compute_type} (faster-whisper-server)", row)
                  for row in runs]
+    qwen_asr = profile.get("qwen_asr")
+    if qwen_asr:
+        for run in qwen_asr["runs"]:
+            best = " = qwen-asr at its best offline" if run == qwen_asr["best"] else ""
+            rows.append(f"| qwen-asr {run['order']} batch {run['batch']} ({qwen_asr['dtype']}, offline){best} | "
+                        f"{run['batch']} | | {run['audio_seconds_per_second']:.2f} | "
+                        f"{run['seconds'] / run['audio_seconds']:.3f} | | | | |")
     return rows
 
 

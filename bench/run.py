@@ -24,6 +24,7 @@ from app.settings import Settings
 from bench import baselines, report
 from bench.checks import profile_checks
 from bench.clips import recording_of, short_clip
+from bench.isa import isa_label, restart_limited
 from bench.loadgen import run_load
 from bench.machine import cpu_meter, machine_description
 from bench.peer import COMPUTE_TYPES, peer_model_name, peer_server
@@ -95,11 +96,37 @@ def load_levels(url: str, setup: BenchSetup, fields: dict[str, str], label: str)
     return rows, texts
 
 
+def base_route_rows(url: str, setup: BenchSetup, levels: tuple[int, ...]) -> list[dict]:
+    """Every request routed to base (qwen-full: what qwen-asr, which runs no LoRA, computes)."""
+    fields = {**FIELDS, "route": "base"}
+    return [asyncio.run(run_load(url, setup.clips, c, setup.requests(c), fields)).summary() for c in levels]
+
+
+def measure_float32(setup: BenchSetup, out: dict) -> None:
+    """qwen-full: the same service with the model in float32, routed and on the base route, at c=16. Built
+    after the main pipeline is released (both at once would not fit in memory)."""
+    assert setup.float32_pipeline is not None
+    setup.pipeline = None
+    gc.collect()
+    pipeline = setup.float32_pipeline()
+    with serving(setup.settings, pipeline) as base:
+        out["service_float32"] = [asyncio.run(run_load(base + URL_PATH, setup.clips, 16, setup.requests(16),
+                                                       FIELDS)).summary()]
+        out["service_float32_base_route"] = base_route_rows(base + URL_PATH, setup, (16,))
+    print(f"[{setup.name}] float32: {out['service_float32']} base route {out['service_float32_base_route']}",
+          flush=True)
+    del pipeline
+    gc.collect()
+
+
 def measure_service(setup: BenchSetup, settings: Settings, out: dict, key: str) -> None:
     """Serve the pipeline with `settings` and fill out[key] (load rows) and its metrics-derived figures."""
     suffix = key.removeprefix("service")
     with serving(settings, setup.pipeline) as base:
         out[key], out[f"{key}_texts"] = load_levels(base + URL_PATH, setup, FIELDS, key)
+        if key == "service" and setup.base_route_levels:
+            out["service_base_route"] = base_route_rows(base + URL_PATH, setup, setup.base_route_levels)
+            print(f"[{setup.name}] service base route: {out['service_base_route']}", flush=True)
         if key == "service":
             if setup.bare_call_repeats:
                 single = asyncio.run(run_load(base + URL_PATH, setup.clips[:1], 1, 5, FIELDS))
@@ -154,7 +181,9 @@ def run_profile(setup: BenchSetup) -> dict:
         out["first_delta"]["bare"] = bare_prefill_and_step(setup.pipeline.recognizer, recording_of(30.0, "segment30"),
                                                            repeats=min(3, setup.scenario_samples))
     toggle = None
-    if setup.adapter_dir is not None:  # Qwen3-ASR: upstream serves one file at a time with an in-place LoRA toggle
+    # Qwen3-ASR: upstream serves one file at a time with an in-place LoRA toggle (float weights only: a packed
+    # model's sequential baseline runs its robust files through the row gate instead)
+    if setup.adapter_dir is not None and setup.facts.get("packing", "none") == "none":
         from bench.qwen_profile import in_place_toggle, route_mix_comparison
 
         toggle = in_place_toggle(setup.pipeline.recognizer.model, setup.adapter_dir)
@@ -168,6 +197,14 @@ def run_profile(setup: BenchSetup) -> dict:
     if setup.peer_model:
         measure_peer(setup, out)
         out["wer"]["service"] = wer(setup.clips, out["service_texts"])
+    if setup.float32_pipeline is not None:
+        measure_float32(setup, out)
+    if setup.qwen_asr:
+        from bench.qwen_asr_peer import measure_qwen_asr
+
+        setup.pipeline = None
+        gc.collect()
+        out["qwen_asr"] = measure_qwen_asr(CACHE, setup.clips, dims=setup.facts.get("dimensions", "real"))
     return out
 
 
@@ -184,16 +221,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peer-model", default="base", choices=sorted(PEER_ROUTE),
                         help="demo: the Whisper model compared with the peer (base = the robust path)")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--isa", default="native", choices=("native", "avx2"),
+                        help="avx2: run as on an AVX2-only CPU (every library capped: bench/isa.py); the peer too")
+    parser.add_argument("--no-static", action="store_true", help="skip the static-engine rows (saves time)")
+    parser.add_argument("--dtype", default="auto", help="demo: the recognizers' dtype; int8-tensor = FBGEMM's "
+                        "per-tensor int8, NOT batch-invariant (measures what giving up the guarantee buys)")
+    parser.add_argument("--full-fp32", action="store_true",
+                        help="qwen-full: also the same service in float32 at c=16 (routed and base)")
+    parser.add_argument("--qwen-asr", action="store_true",
+                        help="qwen-full: also the official qwen-asr package on the same weights (bench/qwen_asr_peer.py)")
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    restart_limited(args.isa)  # the ISA caps must be in the environment before torch starts
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"machine": machine_description(), "profiles": {}}
+    results: dict = {"machine": machine_description(), "isa": isa_label(), "profiles": {}}
     for name in args.profiles.split(","):
         setup = SETUPS[name](args)
+        setup.facts["isa"] = isa_label()
         print(f"[{name}] {report.facts_line(setup.facts)}", flush=True)
         with cpu_meter() as meter:
             out = run_profile(setup)

@@ -40,6 +40,10 @@ class BenchSetup:
     under_load: bool = False  # a short clip's latency while 4 clients send 44 s recordings (each engine)
     first_delta: bool = False  # stream=true on one 30 s segment: first delta vs the bare prefill + a step
     scenario_samples: int = 8  # requests timed per scenario measurement (under load: idle and loaded each)
+    base_route_levels: tuple[int, ...] = ()  # also the service with every request routed to base, at these levels
+    # qwen-full: the same service with the model in float32, built after the main pipeline is freed
+    float32_pipeline: Callable[[], Pipeline] | None = None
+    qwen_asr: bool = False  # qwen-full: the official qwen-asr package on the same weights (separate process)
 
 
 def service_settings(profile: str, max_batch: int, engine: str = "continuous") -> Settings:
@@ -60,20 +64,23 @@ def demo_setup(args: argparse.Namespace) -> BenchSetup:
     from app.profiles import load_pipeline
 
     settings = service_settings("demo", args.max_batch)
+    if args.dtype != "auto":  # model_copy skips validation: the benchmark-only int8-tensor is no service setting
+        settings = settings.model_copy(update={"dtype": args.dtype})
     pipeline = load_pipeline(settings, Metrics())
     recognizer = pipeline.recognizer
-    parameters = sum(p.numel() for r in (recognizer.base, recognizer.robust) for p in r.model.parameters())
+    parameters = sum(count_parameters(r.model) for r in (recognizer.base, recognizer.robust))
     return BenchSetup("demo", pipeline, settings, benchmark_mix(), _levels(args.concurrency),
                       at_least_twice(args.requests), _facts(pipeline, parameters),
                       peer_model=None if args.no_peer else args.peer_model,
-                      variants=static_engine("demo", args.max_batch), under_load=True, first_delta=True)
+                      variants={} if args.no_static else static_engine("demo", args.max_batch),
+                      under_load=True, first_delta=True)
 
 
 def qwen_setup(args: argparse.Namespace) -> BenchSetup:
     from bench.qwen_profile import qwen_bench_pipeline
 
     pipeline, adapter_dir = qwen_bench_pipeline()
-    parameters = sum(p.numel() for p in pipeline.recognizer.model.parameters())
+    parameters = count_parameters(pipeline.recognizer.model)
     return BenchSetup("qwen", pipeline, service_settings("tests", args.max_batch), benchmark_mix(),
                       _levels(args.concurrency), at_least_twice(args.requests), _facts(pipeline, parameters),
                       adapter_dir=adapter_dir, route_mix=True)
@@ -85,10 +92,28 @@ def full_size_setup(args: argparse.Namespace) -> BenchSetup:
     built = full_size_pipeline(dims=args.full_dims)
     levels = _levels(args.full_concurrency)
     counts = dict(zip(levels, [int(n) for n in args.full_requests.split(",")], strict=True))
+    float32 = None
+    if args.full_fp32 and built.facts["dtype"] != "float32":
+        float32 = lambda: full_size_pipeline(dims=args.full_dims, dtype="float32").pipeline
     return BenchSetup("qwen-full", built.pipeline, service_settings("tests", args.max_batch),
                       length_mix(args.full_clips), levels, counts.__getitem__, built.facts,
                       adapter_dir=built.adapter_dir, bare_call_repeats=0,
-                      variants=static_engine("tests", args.max_batch), first_delta=True)
+                      variants={} if args.no_static else static_engine("tests", args.max_batch), first_delta=True,
+                      base_route_levels=(16,) if 16 in levels else (), float32_pipeline=float32,
+                      qwen_asr=args.qwen_asr)
+
+
+def count_parameters(model: object) -> int:
+    """Parameters, packed int8/fp16 Linear weights (models.quantized, not nn.Parameters) included; a packed
+    output projection tied to the token embedding counts once (as in the float model)."""
+    from models.quantized import PackedLinear
+
+    packed = sum(m.in_features * m.out_features + (m.bias.numel() if m.bias is not None else 0)
+                 for m in model.modules() if isinstance(m, PackedLinear))
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if isinstance(head, PackedLinear) and getattr(model.config, "tie_word_embeddings", False):
+        packed -= head.in_features * head.out_features
+    return sum(p.numel() for p in model.parameters()) + packed
 
 
 def _levels(text: str) -> list[int]:

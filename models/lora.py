@@ -4,6 +4,9 @@ The deltas are added by forward hooks on the target Linear modules, so the base 
 (no in-place merge/unmerge toggling between batches) and one batch can mix base and robust rows. The delta
 is computed only on the robust rows and added with index_add_, so base rows get the plain model's output.
 
+On a model whose Linears are packed (int8 or fp16 weights, models.quantized) the hooks are the same: the
+delta stays factored in float32, computed from the layer's float input, and added to its output.
+
 A "row" is one item of the batch, but the modules see it in three shapes (Qwen3-ASR, transformers ≥ 5.13):
 - text:   language-model Linears see [B, T, d]: row i is x[i];
 - chunks: the encoder's conv_out sees [B * num_chunks, t, c*f]: chunk k belongs to row k // num_chunks;
@@ -20,6 +23,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from models.quantized import linear_shape
 
 Location = Literal["text", "chunks", "tokens"]
 
@@ -104,14 +109,24 @@ class GatedLoRAHook:
 
 
 def check_pair_fits(name: str, module: nn.Module, pair: LoRAPair) -> None:
-    """A module can take a pair only if it is a Linear whose shape matches B @ A."""
-    if not isinstance(module, nn.Linear):
+    """A module can take a pair only if it is a Linear (float, or packed int8/fp16: models.quantized) whose
+    shape matches B @ A."""
+    expected = linear_shape(module)
+    if expected is None:
         raise TypeError(f"{name}: LoRA targets must be Linear modules, found {type(module).__name__}")
-    expected = tuple(module.weight.shape)
     got = (pair.B.shape[0], pair.A.shape[1])
     if got != expected or pair.A.shape[0] != pair.B.shape[1]:
         raise ValueError(f"{name}: adapter shapes A{tuple(pair.A.shape)} B{tuple(pair.B.shape)} do not fit "
                          f"weight {expected}")
+
+
+def pair_placement(module: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype the pair must have to add to this module's output: its weight's; a packed Linear
+    takes and returns float32 on the CPU."""
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor):
+        return weight.device, weight.dtype
+    return torch.device("cpu"), torch.float32
 
 
 @contextlib.contextmanager

@@ -21,7 +21,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from models.lora import GatedLoRAHook, Location, LoRAPair, RowGate, check_pair_fits, gated_rows
+from models.lora import (
+    GatedLoRAHook,
+    Location,
+    LoRAPair,
+    RowGate,
+    check_pair_fits,
+    gated_rows,
+    pair_placement,
+)
 from models.qwen3_asr.checkpoint import convert_original_key
 
 _PREFIX = "base_model.model."
@@ -134,22 +142,22 @@ def _location(name: str) -> Location:
     raise AdapterError(f"adapter module {name!r} is neither in the audio encoder, projector nor LLM")
 
 
-def adapter_targets(model: nn.Module, directory: str | Path) -> list[tuple[str, nn.Linear, LoRAPair]]:
-    """(module name, module, folded pair in the module's device and dtype) for every adapter target; strict."""
+def adapter_targets(model: nn.Module, directory: str | Path) -> list[tuple[str, nn.Module, LoRAPair]]:
+    """(module name, module, folded pair in the module's device and dtype) for every adapter target; strict.
+    Targets may be packed Linears (models.quantized): the pair then stays float32 and factored."""
     modules = dict(model.named_modules())
     targets = []
     for name, pairs in read_adapter(directory).items():
         if name not in modules:
             raw = ", ".join(r for r, _ in pairs)
             raise AdapterError(f"{directory}: adapter module {raw} -> {name} does not exist in the model")
-        weight = modules[name].weight
         pair = fold(pairs)
         try:
             check_pair_fits(name, modules[name], pair)
         except (TypeError, ValueError) as exc:
             raise AdapterError(f"{directory}: {exc}") from None
-        targets.append((name, modules[name], LoRAPair(pair.A.to(weight.device, weight.dtype),
-                                                       pair.B.to(weight.device, weight.dtype))))
+        device, dtype = pair_placement(modules[name])
+        targets.append((name, modules[name], LoRAPair(pair.A.to(device, dtype), pair.B.to(device, dtype))))
     if not targets:
         raise AdapterError(f"{directory}: the adapter holds no LoRA pairs")
     return targets
@@ -158,6 +166,10 @@ def adapter_targets(model: nn.Module, directory: str | Path) -> list[tuple[str, 
 def merge_adapter(model: nn.Module, directory: str | Path) -> int:
     """W += B A for every target (always-robust serving: no per-row cost). Returns the modules merged."""
     targets = adapter_targets(model, directory)
+    packed = [name for name, module, _ in targets if not isinstance(module, nn.Linear)]
+    if packed:
+        raise AdapterError(f"{directory}: cannot merge into packed (int8/fp16) layers such as {packed[0]}: "
+                           "merge before packing")
     with torch.no_grad():
         for _, module, pair in targets:
             module.weight.add_((pair.B.float() @ pair.A.float()).to(module.weight.dtype))
@@ -167,7 +179,7 @@ def merge_adapter(model: nn.Module, directory: str | Path) -> int:
 class MegaAdapter:
     """The adapter attached by hooks; `rows(robust)` gates it per batch row (models.qwen3_asr.recognizer)."""
 
-    def __init__(self, model: nn.Module, targets: list[tuple[str, nn.Linear, LoRAPair]]) -> None:
+    def __init__(self, model: nn.Module, targets: list[tuple[str, nn.Module, LoRAPair]]) -> None:
         self.gate = RowGate(device=next(model.parameters()).device)
         self.module_names = [name for name, _, _ in targets]
         self.num_parameters = sum(p.A.numel() + p.B.numel() for _, _, p in targets)

@@ -49,6 +49,14 @@ def find_components(root: Path, backbone_dir: Path | None = None,
     return backbone, adapter, Path(router_path)
 
 
+def _pack(model: object, placement: Placement) -> None:
+    """int8/fp16 weights for the layers models.linear_plans.QWEN3_ASR names, when the placement says so."""
+    if placement.packed is not None:
+        from models.linear_plans import pack_qwen3_asr
+
+        pack_qwen3_asr(model, placement.packed)
+
+
 def load_mega_asr(root: str | Path, *, backbone_dir: Path | None = None, router_path: Path | None = None,
                   device: str = "auto", dtype: str = "auto", mode: AdapterMode = "routed",
                   max_new_tokens: int = 256) -> MegaASR:
@@ -69,11 +77,13 @@ def load_mega_asr(root: str | Path, *, backbone_dir: Path | None = None, router_
     seconds["backbone"] = time.perf_counter() - started
     started = time.perf_counter()
     if mode == "always_robust":
-        merge_adapter(model, adapter_dir)
+        merge_adapter(model, adapter_dir)  # into the float weights, before any packing
+        _pack(model, placement)
         recognizer = Qwen3ASRRecognizer(model, processor, adapter=None, merged_robust=True,
                                         max_new_tokens=max_new_tokens)
     else:
-        adapter = MegaAdapter.attach(model, adapter_dir)
+        _pack(model, placement)
+        adapter = MegaAdapter.attach(model, adapter_dir)  # after packing: hooks on the packed layers
         recognizer = Qwen3ASRRecognizer(model, processor, adapter=adapter, max_new_tokens=max_new_tokens)
     seconds["adapter"] = time.perf_counter() - started
     started = time.perf_counter()

@@ -200,6 +200,7 @@ def _model_card(state: ServiceState) -> dict:
             # where the recognizer runs and in which dtype ("auto" resolved; null until the models are loaded)
             "device": state.pipeline.device if state.pipeline else None,
             "dtype": state.pipeline.dtype if state.pipeline else None,
+            "dtype_reason": state.pipeline.dtype_reason if state.pipeline else None,
             # whether timestamp_granularities[]=word is served (an aligner is loaded; null until loaded)
             "word_timestamps": state.pipeline.words is not None if state.pipeline else None}
 

@@ -75,14 +75,18 @@ class Qwen3ASRRecognizer:
     def from_dir(cls, directory: str | Path, device: str = "auto", dtype: str = "auto",
                  adapter_factory: Callable[[Any], RowGatedAdapter] | None = None,
                  **kwargs: Any) -> Qwen3ASRRecognizer:
-        """Load a checkpoint directory (either layout); `adapter_factory(model)` attaches the adapter."""
-        from models.device import select_device_and_dtype
+        """Load a checkpoint directory (either layout); `adapter_factory(model)` attaches the adapter (after
+        any packing of the Linear layers that the placement asks for)."""
+        from models.device import resolve_placement
+        from models.linear_plans import pack_qwen3_asr
         from models.qwen3_asr.checkpoint import load_qwen3_asr
 
-        torch_device, torch_dtype = select_device_and_dtype(device, dtype)
-        model, processor = load_qwen3_asr(directory, torch_device, torch_dtype)
+        placement = resolve_placement(device, dtype)
+        model, processor = load_qwen3_asr(directory, placement.device, placement.dtype)
+        if placement.packed is not None:
+            pack_qwen3_asr(model, placement.packed)
         adapter = adapter_factory(model) if adapter_factory is not None else None
-        return cls(model, processor, device=torch_device, dtype=torch_dtype, adapter=adapter, **kwargs)
+        return cls(model, processor, device=placement.device, dtype=placement.dtype, adapter=adapter, **kwargs)
 
     def languages(self, robust: bool) -> frozenset[str] | None:
         """The model's 30 languages on an available path; nothing on a path this instance cannot run."""

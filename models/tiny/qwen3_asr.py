@@ -102,15 +102,19 @@ def to_original_key(key: str) -> str:
     raise ValueError(f"no original-layout name for {key!r}")
 
 
-def original_config_dict() -> dict[str, Any]:
-    """The tiny config as the original layout writes it: nested under thinker_config, Whisper-style names,
-    M-RoPE fields, support_languages."""
+def original_config_dict(audio_size: dict[str, Any] | None = None, text_size: dict[str, Any] | None = None,
+                         mrope_section: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    """The tiny config (or one resized by `audio_size` / `text_size`, as the benchmark's) as the original layout
+    writes it: nested under thinker_config, Whisper-style names, M-RoPE fields (sections summing to half the
+    head dim: [24, 20, 20] at 1.7B), support_languages."""
     hf = tiny_config_dict()
+    hf["audio_config"].update(audio_size or {})
+    hf["text_config"].update(text_size or {})
     audio = dict(hf["audio_config"], max_source_positions=1500, conv_chunksize=500,
                  model_type="qwen3_asr_audio_encoder")
     text = dict(hf["text_config"], model_type="qwen3_asr_text",
-                rope_scaling={"mrope_section": [2, 3, 3], "interleaved": True, "mrope_interleaved": True,
-                              "rope_type": "default", "type": "default"})
+                rope_scaling={"mrope_section": list(mrope_section or (2, 3, 3)), "interleaved": True,
+                              "mrope_interleaved": True, "rope_type": "default", "type": "default"})
     thinker = {"audio_config": audio, "text_config": text, "audio_token_id": hf["audio_token_id"],
                "audio_start_token_id": tiny_vocab()["<|audio_start|>"], "initializer_range": _INIT_RANGE,
                "model_type": "qwen3_asr_thinker"}
@@ -134,7 +138,7 @@ def _write_original_weights(directory: Path, model: Any) -> None:
     (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
-def _write_original_tokenizer(directory: Path) -> None:
+def _write_original_tokenizer(directory: Path, extra: dict[str, Any] | None = None) -> None:
     """vocab.json + merges.txt + tokenizer_config.json (no tokenizer.json), as the original release ships."""
     vocab = tiny_vocab()
     (directory / "vocab.json").write_text(json.dumps({k: v for k, v in vocab.items() if v < 256}))
@@ -144,7 +148,7 @@ def _write_original_tokenizer(directory: Path) -> None:
              for t in (*SPECIAL_TOKENS, ASR_TEXT_TOKEN)}
     config = {"tokenizer_class": "Qwen2Tokenizer", "added_tokens_decoder": added, "eos_token": "<|im_end|>",
               "pad_token": "<|endoftext|>", "unk_token": None, "bos_token": None, "errors": "replace",
-              "model_max_length": 65536, "split_special_tokens": False}
+              "model_max_length": 65536, "split_special_tokens": False, **(extra or {})}
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
 
@@ -156,10 +160,15 @@ def save_tiny_original(directory: str | Path, seed: int = 0) -> Path:
     model, _ = build_tiny_qwen3_asr(seed)
     (directory / "config.json").write_text(json.dumps(original_config_dict(), indent=2))
     _write_original_weights(directory, model)
-    _write_original_tokenizer(directory)
+    write_original_assets(directory)
+    return directory
+
+
+def write_original_assets(directory: Path, extra_tokenizer_config: dict[str, Any] | None = None) -> None:
+    """Tokenizer, preprocessor config and chat template of the original layout."""
+    _write_original_tokenizer(directory, extra_tokenizer_config)
     preprocessor = {"feature_extractor_type": "WhisperFeatureExtractor", "processor_class": "Qwen3ASRProcessor",
                     "feature_size": 128, "sampling_rate": 16000, "hop_length": 160, "n_fft": 400,
                     "chunk_length": 30, "padding_value": 0.0, "return_attention_mask": True}
     (directory / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
     (directory / "chat_template.json").write_text(json.dumps({"chat_template": ASR_CHAT_TEMPLATE}))
-    return directory

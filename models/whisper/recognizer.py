@@ -23,6 +23,7 @@ import torch
 
 from models.decoding.routed import RoutedSession, per_route
 from models.decoding.session import decode_all
+from models.linear_plans import pack_whisper
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, TimedText
 from models.whisper.rules import split_segments
 from models.whisper.session import WhisperSession
@@ -38,10 +39,12 @@ class WhisperRecognizer:
     """Greedy, batched, timestamped decoding with a transformers WhisperForConditionalGeneration."""
 
     def __init__(self, model: Any, processor: Any, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, max_new_tokens: int = 224) -> None:
+                 dtype: torch.dtype = torch.float32, max_new_tokens: int = 224, packed: str | None = None) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = model.to(device=self.device, dtype=dtype).eval()
+        # packed: int8/fp16 weights for the Linear layers models.linear_plans.WHISPER names (CPU, float32)
+        self.packing = pack_whisper(self.model, packed) if packed else "none"
         self.processor = processor
         self.max_new_tokens = max_new_tokens
         generation = model.generation_config

@@ -56,7 +56,9 @@ def test_tests_profile_serves_and_drains_on_sigterm():
         expected = resolve_placement()
         card = httpx.get(f"{base}/v1/models").json()["data"][0]
         assert (card["device"], card["dtype"]) == (expected.device_name, expected.dtype_name)
-        info = f'asr_model_info{{device="{expected.device_name}",dtype="{expected.dtype_name}",profile="tests"}} 1.0'
+        info = (f'asr_model_info{{device="{expected.device_name}",dtype="{expected.dtype_name}",'
+                f'dtype_reason="{expected.reason}",profile="tests"}} 1.0')
+        assert card["dtype_reason"] == expected.reason
         assert info in httpx.get(f"{base}/metrics").text
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0

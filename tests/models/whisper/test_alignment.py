@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from models.quantized import kernels_missing
 from models.recognition import AlignmentItem, RecognitionItem
 from models.whisper.alignment import WhisperAligner, alignment_heads
 from models.whisper.recognizer import WhisperRecognizer
@@ -15,9 +16,12 @@ from tests.models.whisper import AUDIO_DIR, converted_demo_model, load_clip
 RAW_BOUND_SECONDS = 0.25  # raw cross-attention times (no speech-edge correction): measured mean 0.06-0.1 s here
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> WhisperRecognizer:
-    return WhisperRecognizer.from_pretrained(converted_demo_model("tiny_en", tmp_path_factory))
+@pytest.fixture(scope="module", params=[None, "int8"], ids=["float32", "int8"])
+def tiny(request, tmp_path_factory) -> WhisperRecognizer:
+    """tiny.en as the demo runs it: float32, and the int8 CPU path (packed Linear layers, row attention)."""
+    if request.param and kernels_missing():
+        pytest.skip(f"int8 kernels unavailable: {kernels_missing()}")
+    return WhisperRecognizer.from_pretrained(converted_demo_model("tiny_en", tmp_path_factory), packed=request.param)
 
 
 def recognized(recognizer: WhisperRecognizer, name: str) -> tuple[AlignmentItem, AlignmentItem]:

@@ -1,0 +1,196 @@
+"""Linear layers with int8 or fp16 weights for CPUs without native bf16, that keep batch invariance.
+
+The kernels are FBGEMM's, reached through `torch.ops.quantized` (the ops `quantize_dynamic` uses):
+`linear_dynamic` (int8 weights, activations quantised to uint8 on the fly, int32 accumulation) and
+`linear_dynamic_fp16` (fp16 weights widened in the kernel, fp32 activations and accumulation).
+
+The catch with FBGEMM's dynamic int8: it quantises the activations with ONE scale for the whole input,
+from the input's min and max. A row's result then depends on the other rows in its batch, and a segment
+could decode to other tokens batched than alone (the service guarantees it does not). Kinds here:
+
+- "int8" (the service's int8 path): per-row activation scales. Each row is divided by its own largest
+  magnitude (so every row spans [-1, 1]) and one fixed anchor row [-1, 1, 0, ...] is appended, so the
+  tensor's min and max, and with them FBGEMM's activation scale and zero point, are the same constants
+  for every batch. Quantisation is elementwise, the product is exact in int32, dequantisation is
+  elementwise: row i's output is a function of row i alone, bit for bit, at any batch size. The row's
+  scale is multiplied back and the bias added after the kernel. Weights: symmetric int8 per output
+  channel. Activations use FBGEMM's reduced range (7 bits): without AVX512-VNNI the kernel's pairwise
+  int16 sums cannot saturate then, so the integer results are the same on AVX2 and AVX512 machines.
+- "fp16": fp16 weights, fp32 activations (about fp32's accuracy; rows are independent as in fp32).
+- "int8-tensor": FBGEMM's own per-tensor dynamic quantisation, as `quantize_dynamic` does. NOT batch
+  invariant: kept only so the benchmark can measure what giving up the guarantee would buy.
+
+`kernels_missing()` says why these cannot run on the installed torch (ops or engine missing), or None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+KINDS = ("int8", "fp16", "int8-tensor")
+_OPS = ("linear_prepack", "linear_dynamic", "linear_prepack_fp16", "linear_dynamic_fp16")
+
+
+def kernels_missing() -> str | None:
+    """None when the FBGEMM linear kernels work on this torch and CPU, else the reason they do not."""
+    missing = [name for name in _OPS if not hasattr(torch.ops.quantized, name)]
+    if missing:
+        return f"torch {torch.__version__} has no torch.ops.quantized.{', '.join(missing)}"
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return f"torch {torch.__version__} was built without the FBGEMM quantized engine"
+    try:  # the ops can exist and still fail (a CPU without AVX2): try one tiny product of each kind
+        probe = nn.Linear(4, 2)
+        for kind in ("int8", "fp16"):
+            PackedLinear.from_linear(probe, kind)(torch.ones(1, 4))
+    except RuntimeError as exc:
+        return f"FBGEMM linear kernels fail on this machine: {exc}"
+    return None
+
+
+@contextlib.contextmanager
+def _fbgemm_engine() -> Iterator[None]:
+    """Prepack with FBGEMM whatever the process-wide engine is (x86's default also packs with FBGEMM for
+    linear layers; onednn would pack with other numerics)."""
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    try:
+        with warnings.catch_warnings():  # quantized tensor creation is deprecated, the FBGEMM kernels are not
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def _int8_per_channel(weight: torch.Tensor) -> torch.Tensor:
+    """Symmetric int8 per output channel: [out, in] float -> quantized qint8 tensor."""
+    scales = weight.abs().amax(dim=1).double() / 127.0
+    scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+    zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
+    return torch.quantize_per_channel(weight.float().contiguous(), scales, zero_points, 0, torch.qint8)
+
+
+class PackedLinear(nn.Module):
+    """A Linear whose weight lives packed for FBGEMM in int8 or fp16; fp32 in, fp32 out, CPU only.
+
+    It keeps `in_features` / `out_features` like nn.Linear but has no `.weight` tensor (the float weight is
+    dropped to save its memory); models.lora reads the shape from these attributes."""
+
+    def __init__(self, in_features: int, out_features: int, kind: str, packed: object,
+                 bias: torch.Tensor | None) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"unknown packed linear kind {kind!r}: use one of {KINDS}")
+        self.in_features, self.out_features, self.kind = in_features, out_features, kind
+        self.packed = packed
+        self.register_buffer("bias", bias)
+        anchor = torch.zeros(in_features)
+        anchor[0], anchor[1] = -1.0, 1.0  # fixes the batch's min and max: see the module docstring
+        self.register_buffer("anchor", anchor, persistent=False)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, kind: str) -> PackedLinear:
+        if linear.in_features < 2:
+            raise ValueError("packed linears need at least 2 input features")
+        weight = linear.weight.detach().float()
+        bias = None if linear.bias is None else linear.bias.detach().float().clone()
+        with torch.no_grad(), _fbgemm_engine():
+            if kind == "fp16":  # bias inside the kernel: rows stay independent
+                packed = torch.ops.quantized.linear_prepack_fp16(weight.contiguous(), bias)
+            elif kind == "int8-tensor":
+                packed = torch.ops.quantized.linear_prepack(_int8_per_channel(weight), bias)
+            else:  # int8 per row: the bias is added after the row scale is multiplied back
+                packed = torch.ops.quantized.linear_prepack(_int8_per_channel(weight), None)
+        return cls(linear.in_features, linear.out_features, kind, packed, bias if kind == "int8" else None)
+
+    @torch.no_grad()  # inference only: the kernels have no backward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)  # [M, in]
+        if rows.dtype != torch.float32:
+            raise TypeError(f"packed linear layers take float32 input, got {rows.dtype}")
+        if self.kind == "fp16":
+            out = torch.ops.quantized.linear_dynamic_fp16(rows.contiguous(), self.packed)
+        elif self.kind == "int8-tensor":
+            out = torch.ops.quantized.linear_dynamic(rows.contiguous(), self.packed, True)
+        else:
+            out = self._per_row(rows)
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def _per_row(self, rows: torch.Tensor) -> torch.Tensor:
+        count = rows.shape[0]
+        # [M, 1] largest |x| (two plain reductions: ~25x faster than vector_norm(inf) on the CPU)
+        scale = torch.maximum(rows.amax(dim=1, keepdim=True), rows.amin(dim=1, keepdim=True).neg())
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        spanned = rows.new_empty(count + 1, self.in_features)  # [M + 1, in]: the rows in [-1, 1], the anchor
+        torch.div(rows, scale, out=spanned[:count])
+        spanned[count] = self.anchor
+        out = torch.ops.quantized.linear_dynamic(spanned, self.packed, True)[:count]  # [M, out]
+        if self.bias is None:
+            return out.mul_(scale)
+        return torch.addcmul(self.bias, out, scale, out=out)  # bias + out * scale in one pass
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, kind={self.kind}, "
+                f"bias={self.bias is not None}")
+
+
+def linear_shape(module: nn.Module) -> tuple[int, int] | None:
+    """(out_features, in_features) of a Linear, packed or not (torch's own dynamic-quantised Linear, as
+    `quantize_dynamic` leaves it, included); None for any other module."""
+    if isinstance(module, nn.Linear):
+        return tuple(module.weight.shape)
+    if isinstance(module, PackedLinear) or _is_torch_dynamic_linear(module):
+        return module.out_features, module.in_features
+    return None
+
+
+def _is_torch_dynamic_linear(module: nn.Module) -> bool:
+    dynamic = getattr(getattr(getattr(torch.ao, "nn", None), "quantized", None), "dynamic", None)
+    return dynamic is not None and isinstance(module, dynamic.Linear)
+
+
+@dataclass(frozen=True)
+class LinearPlan:
+    """Where a model's Linear layers may be packed, by module name: the first rule whose pattern matches
+    decides; its number is the smallest side a layer must have to be packed (measured per model part:
+    below it int8 does not pay at that part's sizes), None = never. Layers no rule matches stay float."""
+
+    name: str
+    rules: tuple[tuple[str, int | None], ...]
+
+    def packs(self, name: str, linear: nn.Linear) -> bool:
+        for pattern, min_features in self.rules:
+            if re.search(pattern, name):
+                return min_features is not None and min(linear.in_features, linear.out_features) >= min_features
+        return False
+
+    def chooser(self, kind: str) -> Callable[[str, nn.Linear], str | None]:
+        if kind not in KINDS:
+            raise ValueError(f"unknown packed linear kind {kind!r}: use one of {KINDS}")
+        return lambda name, linear: kind if self.packs(name, linear) else None
+
+
+def quantize_linears(model: nn.Module, choose: Callable[[str, nn.Linear], str | None]) -> dict[str, int]:
+    """Replace every nn.Linear for which `choose(name, module)` names a kind by a PackedLinear of that kind,
+    in place; returns how many layers got each kind. The float weights of replaced layers are released
+    (a weight tied to an embedding stays with the embedding). Hooks are not carried over: attach adapters
+    after quantising (a Linear with hooks is refused)."""
+    if next(model.parameters()).device.type != "cpu":
+        raise ValueError("int8/fp16 packed linear layers run on the CPU only")
+    counts: dict[str, int] = {}
+    for name, module in list(model.named_modules()):
+        kind = choose(name, module) if type(module) is nn.Linear else None
+        if kind is None:
+            continue
+        if module._forward_hooks or module._forward_pre_hooks:
+            raise RuntimeError(f"{name} has hooks: quantise the model before attaching adapters")
+        parent_name, _, attribute = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), attribute, PackedLinear.from_linear(module, kind))
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts

@@ -1,0 +1,84 @@
+"""The real Whisper models with int8 Linear layers (models.linear_plans.WHISPER): rows that join while others
+decode, with their own prompts and languages, give exactly what each row gets alone; transcripts stay within
+the fp32 WER bounds. FBGEMM's per-tensor scheme is checked to break the same property, so the check can fail."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.quantized import PackedLinear, kernels_missing
+from models.recognition import RecognitionItem
+from models.whisper.recognizer import WhisperRecognizer
+from tests.models.compare import assert_same_recognitions, same_recognition
+from tests.models.whisper import converted_demo_model, load_clip, reference
+from tests.models.whisper.test_recognizer import BASE_WER_BOUND, TINY_EN_WER_BOUND, corpus_wer, human_english
+
+pytestmark = pytest.mark.skipif(kernels_missing() is not None, reason=f"no FBGEMM kernels: {kernels_missing()}")
+
+CLIPS = ("human/sense_and_sensibility_01_austen_64kb-0870.wav", "human/goforward.wav", "human/001.wav",
+         "human/sense_and_sensibility_01_austen_64kb-0880.wav", "tts-multilingual/en/quick_brown_fox.wav")
+
+
+def _packed(name: str, kind: str, tmp_path_factory) -> WhisperRecognizer:
+    recognizer = WhisperRecognizer.from_pretrained(converted_demo_model(name, tmp_path_factory), packed=kind)
+    assert recognizer.packing.startswith(f"{kind}: ") and any(
+        isinstance(m, PackedLinear) for m in recognizer.model.modules())
+    return recognizer
+
+
+def _items() -> list[RecognitionItem]:
+    return [RecognitionItem(load_clip(path), context="robot commands" if i == 1 else "") for i, path in enumerate(CLIPS)]
+
+
+def _joined(recognizer: WhisperRecognizer, items: list[RecognitionItem], schedule: dict[int, list[int]]) -> list:
+    session = recognizer.open_session(len(items))
+    results, step = {}, 0
+    while step <= max(schedule) or session.running:
+        joining = schedule.get(step, [])
+        for update in session.join([(i, items[i]) for i in joining]) + session.step():
+            if update.result is not None:
+                results[update.key] = update.result
+        step += 1
+    return [results[i] for i in range(len(items))]
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tmp_path_factory) -> WhisperRecognizer:
+    return _packed("tiny_en", "int8", tmp_path_factory)
+
+
+def test_tiny_int8_rows_joining_at_different_steps_equal_each_row_alone(tiny_int8):
+    items = _items()
+    alone = [tiny_int8.recognize([item])[0] for item in items]
+    assert_same_recognitions(_joined(tiny_int8, items, {0: [0], 2: [1, 2], 6: [3], 7: [4]}), alone)
+    assert_same_recognitions(tiny_int8.recognize(items), alone)
+
+
+def _human_english_wer(recognizer: WhisperRecognizer) -> float:
+    paths = human_english()
+    results = recognizer.recognize([RecognitionItem(load_clip(p)) for p in paths])
+    return corpus_wer([reference(p) for p in paths], [r.text for r in results])
+
+
+def test_tiny_int8_stays_within_the_fp32_wer_bound(tiny_int8):
+    assert _human_english_wer(tiny_int8) <= TINY_EN_WER_BOUND
+
+
+@pytest.mark.slow
+def test_base_int8_is_batch_invariant_with_per_item_languages_and_within_the_wer_bound(tmp_path_factory):
+    base = _packed("base", "int8", tmp_path_factory)
+    items = _items() + [RecognitionItem(load_clip("tts-multilingual/zh/nihao_shijie.wav"), language="zh"),
+                        RecognitionItem(load_clip("tts-multilingual/zh/nihao_shijie.wav"))]
+    alone = [base.recognize([item])[0] for item in items]
+    assert_same_recognitions(_joined(base, items, {0: [0, 5], 1: [1], 4: [2, 6], 9: [3, 4]}), alone)
+    assert _human_english_wer(base) <= BASE_WER_BOUND
+
+
+@pytest.mark.slow
+def test_fbgemms_per_tensor_int8_changes_rows_with_their_neighbours(tmp_path_factory):
+    """Why per-row scales: with one activation scale per batch, some row decodes differently batched."""
+    base = _packed("base", "int8-tensor", tmp_path_factory)
+    items = [RecognitionItem(load_clip(p)) for p in human_english()]
+    batched = base.recognize(items)
+    alone = [base.recognize([item])[0] for item in items]
+    assert not all(same_recognition(a, b) for a, b in zip(batched, alone))
