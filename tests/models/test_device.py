@@ -21,6 +21,14 @@ GRAVITON3 = {"architecture": "arm64", "neon": True, "bf16": True, "sve": True, "
 GRAVITON2 = {"architecture": "arm64", "neon": True, "bf16": False}
 
 
+@pytest.fixture(autouse=True)
+def _no_isa_cap(monkeypatch):
+    """The CPU reports here are injected: a oneDNN cap in this process's environment (a run as an AVX2 CPU,
+    bench/isa.py) must not override them. Tests of the cap pass their own environment."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+
+
 @pytest.mark.parametrize(
     ("cuda", "bf16", "expected"),
     [
