@@ -29,15 +29,14 @@ from typing import Literal, TypeVar
 from app.engine.fair_queue import FairQueue, Throughput
 from app.engine.iteration import Engine, Iteration, record_iteration
 from app.engine.job_lane import JobLane, JobLaneLimits
-from app.engine.pipeline import Pipeline, RoutedJob, SegmentJob, SegmentResult
+from app.engine.pending import Lane, Pending
+from app.engine.pipeline import Pipeline, SegmentJob, SegmentResult
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.metrics import Metrics
 from models.recognition import DecodeSession, open_session
 
 log = logging.getLogger("app.engine.batcher")
 T = TypeVar("T")
-DeltaListener = Callable[[str], None]
-Lane = Literal["sync", "job"]
 
 
 @dataclass(frozen=True)
@@ -50,22 +49,6 @@ class BatchLimits:
     max_kv_cache_bytes: int = 0  # bound on the running rows' cache memory; 0 = only max_items
     engine: Literal["continuous", "static"] = "continuous"
     job_lane: JobLaneLimits = field(default_factory=JobLaneLimits)  # background jobs (app/engine/job_lane.py)
-
-
-@dataclass
-class _Pending:
-    key: int
-    job: SegmentJob
-    future: asyncio.Future
-    request_id: str
-    enqueued_at: float
-    listener: DeltaListener | None = None
-    routed: RoutedJob | None = None
-    joined_at: float | None = None
-    tokens: int = 0  # generated so far
-    produced: int = 0  # characters of text decoded in this run (a requeued row decodes again from the start)
-    delivered: int = 0  # characters already sent to the listener (never sent twice)
-    lane: Lane = "sync"
 
 
 class Batcher:
@@ -81,7 +64,7 @@ class Batcher:
         self.row_limit = self._rows_allowed()
         self._queue: FairQueue[int] = FairQueue(on_change=self._queue_changed)
         self._jobs = JobLane(limits.job_lane, FairQueue(on_change=self._queue_changed))
-        self._live: dict[int, _Pending] = {}  # every accepted, unanswered segment
+        self._live: dict[int, Pending] = {}  # every accepted, unanswered segment
         self._running: set[int] = set()  # keys of rows in the session
         self._to_cancel: set[int] = set()
         self._keys = itertools.count()
@@ -124,7 +107,7 @@ class Batcher:
         self._queue.drain()
         self._jobs.queue.drain()
         for pending in list(self._live.values()):
-            _resolve_error(pending, NotReady("the service shut down before this request finished"))
+            pending.fail(NotReady("the service shut down before this request finished"))
         self._live.clear()
         if self._worker is not None:
             self._worker.cancel()
@@ -162,7 +145,7 @@ class Batcher:
         for index, job in enumerate(jobs):
             key = next(self._keys)
             on_delta = functools.partial(listener, index) if listener is not None else None
-            pending = _Pending(key, job, loop.create_future(), request_id, now, on_delta, lane=lane)
+            pending = Pending(key, job, loop.create_future(), request_id, now, on_delta, lane=lane)
             self._live[key] = pending
             futures.append(pending.future)
             entries.append((key, job.seconds))
@@ -252,7 +235,7 @@ class Batcher:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
-    def _admit(self) -> list[_Pending]:
+    def _admit(self) -> list[Pending]:
         if self.limits.engine == "static" and self._running:
             return []  # a static batch runs to its end before the next one starts
         free = self.row_limit - len(self._running)
@@ -285,7 +268,7 @@ class Batcher:
         self._running.discard(key)
         self._jobs.left([key])
         if (pending := self._live.get(key)) is not None:
-            pending.routed, pending.produced, pending.tokens = None, 0, 0
+            pending.restart()
             queue = self._queue if pending.lane == "sync" else self._jobs.queue
             queue.push_front(pending.request_id, key, pending.job.seconds, pending.enqueued_at)
 
@@ -310,7 +293,7 @@ class Batcher:
                     m.time_to_first_token.labels(route=route).observe(now - pending.enqueued_at)
                 pending.tokens += update.tokens
                 m.generated_tokens.labels(route=route).inc(update.tokens)
-            self._deliver_delta(pending, update.delta)
+            pending.stream(update.delta)
             if update.result is not None and update.key not in it.failed:  # failed: alignment raised
                 completed_audio += pending.job.seconds
                 self._finish(pending, update.result, now, it.finished.get(update.key))
@@ -318,7 +301,7 @@ class Batcher:
             if (pending := self._live.pop(key, None)) is not None:
                 self._running.discard(key)
                 m.errors.labels(reason="inference_failed").inc()
-                _resolve_error(pending, InferenceFailed(f"inference failed: {type(exc).__name__}"))
+                pending.fail(InferenceFailed(f"inference failed: {type(exc).__name__}"))
         for key in it.requeue:
             self._requeue(key)
         self._running &= set(self._live)
@@ -326,17 +309,7 @@ class Batcher:
         m.running_rows.set(len(self._running))
         self._throughput.add(completed_audio, elapsed)
 
-    def _deliver_delta(self, pending: _Pending, delta: str) -> None:
-        if not delta:
-            return
-        start = pending.produced
-        pending.produced += len(delta)
-        fresh = delta[max(0, pending.delivered - start):]  # after a requeue: only what was not sent yet
-        if fresh and pending.listener is not None:
-            pending.delivered += len(fresh)
-            pending.listener(fresh)
-
-    def _finish(self, pending: _Pending, recognition, now: float, finished: SegmentResult | None = None) -> None:
+    def _finish(self, pending: Pending, recognition, now: float, finished: SegmentResult | None = None) -> None:
         """`finished`: the result the engine already completed (guards + word times) for a word request."""
         self._live.pop(pending.key, None)
         self._running.discard(pending.key)
@@ -344,8 +317,7 @@ class Batcher:
         route = pending.routed.route
         if pending.joined_at is not None:
             self.metrics.segment_inference.labels(route=route).observe(now - pending.joined_at)
-        if not pending.future.done():
-            pending.future.set_result(result)
+        pending.answer(result)
 
     def _queue_changed(self, audio: float, segments: int) -> None:
         # The autoscaling signal counts both lanes (job audio waits for capacity too).
@@ -357,7 +329,3 @@ class Batcher:
         if not self._live and not self.busy:
             self._idle.set()
 
-
-def _resolve_error(pending: _Pending, error: Exception) -> None:
-    if not pending.future.done():
-        pending.future.set_exception(error)
