@@ -134,7 +134,8 @@ async def _start_jobs(state: ServiceState) -> None:
         retention_seconds=settings.job_retention_hours * 3600), state.metrics,
         on_finished=deliverer.wake.set if deliverer is not None else lambda: None)
     state.jobs = Jobs(state.store, runner, max_upload_bytes=settings.job_max_upload_bytes,
-                      max_audio_seconds=settings.job_max_audio_seconds, keep_audio=settings.job_keep_audio)
+                      max_audio_seconds=settings.job_max_audio_seconds, keep_audio=settings.job_keep_audio,
+                      max_backlog_seconds=settings.job_max_backlog_hours * 3600)
     state.runner, state.deliverer = runner, deliverer
     state.background = [asyncio.create_task(runner.run(), name="job runner")]
     if deliverer is not None:

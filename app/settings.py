@@ -141,6 +141,10 @@ class Settings(BaseSettings):
                                       "while streaming; the upload goes to the store in 1 MiB chunks).")
     job_max_audio_seconds: float = Field(6 * 3600.0, gt=0, description="A job whose audio is longer fails with "
                                          "audio_too_long (413 at submit when the file's header says so).")
+    job_max_backlog_hours: float = Field(1000.0, gt=0, description="Submits get a 429 (with Retry-After) while "
+                                         "the store holds at least this much job audio not yet transcribed (all "
+                                         "replicas, queued and running): bounds the queue a burst of submits "
+                                         "can build.")
     job_retention_hours: float = Field(168.0, gt=0, description="Finished jobs (completed, failed, cancelled) "
                                        "and their transcripts are deleted this long after they finished.")
     job_keep_audio: bool = Field(False, description="Keep a job's audio in the store after it finished (until "

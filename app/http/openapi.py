@@ -61,6 +61,7 @@ JOB_BODY = {
     "responses": {
         "202": {"description": "The job object; Location names it."},
         "409": {"description": "Idempotency-Key reused with a different request."},
+        "429": {"description": "The job backlog is full (MEGA_ASR_JOB_MAX_BACKLOG_HOURS); see Retry-After."},
         **{status: answer for status, answer in TRANSCRIPTION_BODY["responses"].items()
            if status in ("400", "401", "413", "415", "503")},
     },

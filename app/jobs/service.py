@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import secrets
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,11 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from app.audio.stream import probe_seconds, refuse_obvious_non_audio, too_long
 from app.engine.transcript import Transcript, assemble
 from app.engine.transcription import TranscriptionOptions
-from app.errors import Conflict, InvalidRequest, PayloadTooLarge
+from app.errors import Conflict, InvalidRequest, Overloaded, PayloadTooLarge
 from app.jobs import leases
 from app.jobs.codec import decode_result, from_plain, to_plain
 from app.jobs.runner import RATE, JobRunner, webhook_for
 from app.jobs.store import CHUNK_BYTES, JobRecord, JobStore
+
+# A full backlog drains at the replicas' pace, which one replica does not know: clients retry after a minute.
+BACKLOG_RETRY_SECONDS = 60
 
 
 class Upload(Protocol):
@@ -44,8 +48,9 @@ class Submission:
 
 class Jobs:
     def __init__(self, store: JobStore, runner: JobRunner | None, *, max_upload_bytes: int,
-                 max_audio_seconds: float, keep_audio: bool) -> None:
+                 max_audio_seconds: float, keep_audio: bool, max_backlog_seconds: float = math.inf) -> None:
         self.store = store
+        self.max_backlog_seconds = max_backlog_seconds
         self.runner = runner
         self.max_upload_bytes = max_upload_bytes
         self.max_audio_seconds = max_audio_seconds
@@ -53,7 +58,9 @@ class Jobs:
 
     async def submit(self, submission: Submission, upload: Upload) -> tuple[JobRecord, bool]:
         """Stream the upload into the store and queue the job. Returns (job, created): an Idempotency-Key
-        seen before with the same fields and file returns that job (created False); with others, 409."""
+        seen before with the same fields and file returns that job (created False); with others, 409.
+        While the backlog is at its bound the submit is refused (429) before the upload goes to the store."""
+        await self._refuse_when_full()
         job_id = "job_" + secrets.token_hex(12)
         await self.store.create(job_id, submission.owner, stored_options(submission), submission.metadata,
                                 submission.webhook_url, (upload.filename or "")[:255] or None)
@@ -83,6 +90,13 @@ class Jobs:
         job = await self.store.get(job_id)
         assert job is not None
         return job, True
+
+    async def _refuse_when_full(self) -> None:
+        backlog = await self.store.backlog_seconds()
+        if backlog >= self.max_backlog_seconds:
+            raise Overloaded(f"the job backlog is full: {backlog / 3600:.1f} h of audio waiting "
+                             f"(MEGA_ASR_JOB_MAX_BACKLOG_HOURS); retry in {BACKLOG_RETRY_SECONDS} s",
+                             headers={"Retry-After": str(BACKLOG_RETRY_SECONDS)})
 
     async def _stream(self, job_id: str, upload: Upload) -> tuple[int, str]:
         digest, size, seq = hashlib.sha256(), 0, 0

@@ -133,6 +133,30 @@ def test_cancel_stops_a_running_job_and_delete_removes_it(fake_service, tmp_path
     assert httpx.get(f"{base}{JOBS}/{job['id']}").status_code == 404
 
 
+def test_submits_get_a_429_while_the_backlog_is_full_and_are_accepted_once_it_drains(fake_service, tmp_path):
+    import threading
+
+    from tests.fakes import FakeRecognizer
+
+    gate = threading.Event()
+    recognizer = FakeRecognizer(languages_robust=frozenset({"en"}), gate=gate)
+    gate.set()  # the warm-up passes
+    base, _ = fake_service(recognizer, database_url=f"sqlite+aiosqlite:///{tmp_path / 'j.db'}",
+                           job_max_backlog_hours=60 / 3600)  # one minute of audio waiting fills it
+    gate.clear()
+    try:
+        first = submit(base, long_clip())  # 70 s: accepted, the backlog was empty
+        assert first.status_code == 202
+        refused = submit(base, wav_bytes(tone(1.0)))
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "60"
+        assert refused.json()["error"]["code"] == "overloaded" and "backlog" in refused.json()["error"]["message"]
+        assert [j["id"] for j in httpx.get(base + JOBS).json()["data"]] == [first.json()["id"]]  # nothing stored
+    finally:
+        gate.set()
+    assert wait_done(base, first.json()["id"])["status"] == "completed"
+    assert submit(base, wav_bytes(tone(1.0))).status_code == 202
+
+
 @pytest.mark.parametrize(("fields", "param", "code"), [
     ({"webhook_url": "ftp://example.org/hook"}, "webhook_url", "invalid_value"),
     ({"webhook_url": "not a url"}, "webhook_url", "invalid_value"),
