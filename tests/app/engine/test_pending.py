@@ -2,6 +2,7 @@
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from app.engine.pending import Pending
@@ -9,8 +10,7 @@ from app.engine.pipeline import SegmentJob
 
 
 def pending_with(sent: list[str], loop: asyncio.AbstractEventLoop) -> Pending:
-    job = SegmentJob.__new__(SegmentJob)  # the job's content plays no part here
-    return Pending(0, job, loop.create_future(), "req", 0.0, listener=sent.append)
+    return Pending(0, SegmentJob(np.zeros(1600, dtype=np.float32)), loop.create_future(), "req", 0.0, listener=sent.append)
 
 
 def test_a_restarted_row_streams_only_what_was_not_sent():
