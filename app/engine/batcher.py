@@ -328,4 +328,3 @@ class Batcher:
     def _update_idle(self) -> None:
         if not self._live and not self.busy:
             self._idle.set()
-
