@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import secrets
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,13 +47,13 @@ class Submission:
 
 class Jobs:
     def __init__(self, store: JobStore, runner: JobRunner | None, *, max_upload_bytes: int,
-                 max_audio_seconds: float, keep_audio: bool, max_backlog_seconds: float = math.inf) -> None:
+                 max_audio_seconds: float, keep_audio: bool, max_backlog_seconds: float) -> None:
         self.store = store
-        self.max_backlog_seconds = max_backlog_seconds
         self.runner = runner
         self.max_upload_bytes = max_upload_bytes
         self.max_audio_seconds = max_audio_seconds
         self.keep_audio = keep_audio
+        self.max_backlog_seconds = max_backlog_seconds
 
     async def submit(self, submission: Submission, upload: Upload) -> tuple[JobRecord, bool]:
         """Stream the upload into the store and queue the job. Returns (job, created): an Idempotency-Key

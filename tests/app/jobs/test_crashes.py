@@ -16,6 +16,7 @@ from app.jobs.schema import job_segments, jobs
 from app.jobs.store import JobStore
 from bench import job_servers as processes
 from tests.app.jobs.databases import fresh_postgres
+from tests.app.jobs.servers import wait_completed
 from tests.server import poll
 
 pytestmark = pytest.mark.slow
@@ -46,14 +47,6 @@ def wait_midway(server: processes.Server, job_id: str) -> float:
 
     poll(midway, 240, "the job never got midway")
     return seen["progress"]["audio_seconds_done"]
-
-
-def wait_completed(server: processes.Server, job_id: str, timeout: float = 300) -> dict:
-    state = {}
-    poll(lambda: state.update(processes.job(server.base, job_id)) or state["status"] in ("completed", "failed"),
-         timeout, f"job {job_id} did not finish")
-    assert state["status"] == "completed", state
-    return state
 
 
 def test_kill_9_of_the_only_sqlite_server_mid_job_then_a_restart_resumes_and_completes(tmp_path):

@@ -19,7 +19,7 @@ import soundfile as sf
 from app.audio.decoding import decode_audio
 from app.evaluation.scoring import corpus_rate, count_errors
 from bench import job_servers as processes
-from tests.server import poll
+from tests.app.jobs.servers import wait_completed
 
 pytestmark = pytest.mark.slow
 PEAK_BOUND_MB = 150
@@ -41,19 +41,11 @@ def english_fixtures() -> list[tuple[np.ndarray, str]]:
             for path, language, reference in rows if language == "en"]
 
 
-def wait(server: processes.Server, job_id: str, timeout: float) -> dict:
-    state: dict = {}
-    poll(lambda: state.update(processes.job(server.base, job_id)) or state["status"] in ("completed", "failed"),
-         timeout, f"job {job_id} did not finish")
-    assert state["status"] == "completed", state
-    return state
-
-
 def test_a_jobs_transcript_is_the_synchronous_answer_in_every_format(demo):
     audio = processes.fixture_speech(150, seed=3)
     fields = {"language": "en", "timestamp_granularities[]": "segment"}
     job = processes.submit(demo.base, audio, **fields)
-    wait(demo, job["id"], 600)
+    wait_completed(demo, job["id"], 600)
     for response_format in ("json", "text", "srt", "vtt", "verbose_json"):
         sync = httpx.post(demo.base + "/v1/audio/transcriptions", files={"file": ("a.wav", audio)},
                           data={**fields, "response_format": response_format}, timeout=600)
@@ -70,7 +62,7 @@ def test_a_jobs_word_times_are_the_synchronous_answers(demo):
     audio = processes.fixture_speech(60, seed=4)
     fields = {"language": "en", "timestamp_granularities[]": "word", "response_format": "verbose_json"}
     job = processes.submit(demo.base, audio, **fields)
-    wait(demo, job["id"], 600)
+    wait_completed(demo, job["id"], 600)
     sync = httpx.post(demo.base + "/v1/audio/transcriptions", files={"file": ("a.wav", audio)}, data=fields,
                       timeout=600)
     got = httpx.get(f"{demo.base}{processes.JOBS}/{job['id']}/transcript",
@@ -118,7 +110,7 @@ def test_a_two_hour_recording_completes_with_every_fixtures_words_in_place_and_b
     assert answer.status_code == 202, answer.text
     job = answer.json()
     assert job["progress"]["audio_seconds_total"] == pytest.approx(TWO_HOURS, abs=1)
-    state = wait(demo, job["id"], 1500)
+    state = wait_completed(demo, job["id"], 1500)
     peak = peak_rss_mb(demo.pid)
     assert state["duration"] == pytest.approx(TWO_HOURS, abs=0.01)
     print(f"2-hour job: idle RSS {idle:.0f} MB, peak {peak:.0f} MB (+{peak - idle:.0f} MB)")
