@@ -123,7 +123,7 @@ class WhisperAligner:
             from models.recognition import RecognitionItem
 
             features = recognizer.features([RecognitionItem(audio=items[i].audio) for i in missing])
-            states = recognizer.model.model.encoder(features).last_hidden_state
+            states = recognizer.encode(features)
             computed = dict(zip(missing, states))
         return torch.stack([computed[i] if i in computed else items[i].state.to(recognizer.device, recognizer.dtype)
                             for i in range(len(items))])

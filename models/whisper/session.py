@@ -43,6 +43,8 @@ class RowSource(Protocol):
 
     def features(self, items: Sequence[RecognitionItem]) -> torch.Tensor: ...
 
+    def encode(self, features: torch.Tensor) -> torch.Tensor: ...
+
     def first_step(self, items: Sequence[RecognitionItem], logits: torch.Tensor) -> tuple[list[str], list[float]]: ...
 
     def to_recognition(self, item: RecognitionItem, language: str, generated: list[int], *, no_speech: float,
@@ -102,8 +104,16 @@ class WhisperSession(SteppedSession):
         return self.recognizer.model.proj_out(hidden[:, -1])
 
     def prefill(self, rows: list[Row]) -> torch.Tensor:
+        """Scores after each row's prompt [n, V]. On a CPU one row at a time: a group's encoder states and
+        cross-attention keys (n x 1500 x d each) leave the caches, and a group of 16 then costs 1.15-1.5x per
+        row (measured, AVX2); a row's numbers are the same either way (models/row_attention.py)."""
+        if self.kv.device.type == "cpu" and len(rows) > 1:
+            return torch.cat([self._prefill([row]) for row in rows])
+        return self._prefill(rows)
+
+    def _prefill(self, rows: list[Row]) -> torch.Tensor:
         recognizer, device = self.recognizer, self.kv.device
-        encoded = recognizer.model.model.encoder(recognizer.features([row.item for row in rows])).last_hidden_state
+        encoded = recognizer.encode(recognizer.features([row.item for row in rows]))  # [B, 1500, d]
         lengths = [len(row.state["prefix"]) + recognizer.start_length for row in rows]
         slots, columns = self.kv.open_join(lengths)
         # Pass 1: <|startoftranscript|> alone, in the block's last column (pass 2 overwrites it).

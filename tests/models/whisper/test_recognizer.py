@@ -67,6 +67,23 @@ def test_batched_equals_one_by_one_and_the_generate_path(tiny):
         assert (result.text, result.segments) == (expected.text, expected.segments)
 
 
+def test_cpu_encodes_one_window_per_call_with_the_batched_states(tiny):
+    """On a CPU a group's windows go through the encoder one at a time (a batch's activations leave the caches:
+    1.4-1.5x per window at 16, bench figures in models/whisper/recognizer.py); the states match the batched call."""
+    import torch
+
+    items = [RecognitionItem(load_clip(p)) for p in ("human/goforward.wav", "human/005.wav", "human/001.wav")]
+    features = tiny.features(items)  # [3, n_mels, 3000]
+    calls = []
+    handle = tiny.model.model.encoder.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    try:
+        states = tiny.encode(features)
+    finally:
+        handle.remove()
+    assert calls == [1, 1, 1] and states.shape[0] == 3
+    torch.testing.assert_close(states, tiny.model.model.encoder(features).last_hidden_state, atol=1e-4, rtol=1e-4)
+
+
 def test_rows_joining_while_others_decode_equal_each_row_alone(tiny):
     """Continuous batching on the real model: rows join after others have decoded some tokens, with their
     own prompts, and leave at their own end; each row's result is what it gets alone."""
