@@ -21,6 +21,7 @@ from app.audio.speech_gate import SpeechGateConfig
 from app.engine.batcher import Batcher, BatchLimits
 from app.engine.job_lane import JobLaneLimits
 from app.engine.pipeline import Pipeline, SegmentJob
+from app.engine.shortest_first import ShortestFirst
 from app.engine.transcription import Transcriber
 from app.http import jobs as job_routes
 from app.http import routes
@@ -178,6 +179,8 @@ def _limits(settings: Settings) -> BatchLimits:
                        max_queue_audio_seconds=settings.max_queue_audio_seconds,
                        max_queue_segments=settings.max_queue_segments,
                        max_kv_cache_bytes=int(settings.max_kv_cache_mb * 2**20), engine=settings.engine,
+                       shortest_first=ShortestFirst(settings.shortest_first, settings.shortest_first_aging,
+                                                    settings.max_prefill_seconds),
                        job_lane=JobLaneLimits(rows_beside_sync=settings.job_rows_beside_sync,
                                               join_per_iteration=settings.job_join_per_iteration,
                                               sync_quiet_seconds=settings.job_sync_quiet_ms / 1000))

@@ -103,6 +103,17 @@ class Settings(BaseSettings):
                                    "beyond max_batch_items.")
     max_batch_audio_seconds: float = Field(240.0, gt=0, description="Audio that may join in one iteration "
                                            "(prefill work between two decode steps; static: per batch).")
+    shortest_first: bool = Field(True, description="Continuous engine: while rows decode, the work that "
+                                 "ends soonest goes first (shortest remaining work, aged; app/engine/"
+                                 "shortest_first.py); false = every waiting segment joins at the next iteration.")
+    shortest_first_aging: float = Field(0.1, ge=0, description="Seconds of expected work a waiting request is "
+                                        "forgiven per second it has waited: a request is passed over for at "
+                                        "most (its next segment's work - the shortest) / this (~55 s for a "
+                                        "30 s segment among 2 s clips, Whisper base on 2 CPU cores). Higher = "
+                                        "closer to arrival order; 0 = pure shortest-first.")
+    max_prefill_seconds: float = Field(2.0, gt=0, description="Shortest-first: expected prefill (measured per "
+                                       "segment as the service runs) joining in one iteration, at least one "
+                                       "segment.")
     max_batch_wait_ms: float = Field(25.0, ge=0, le=5000, description="When nothing is decoding: how long "
                                      "the first arrival waits for others to join it.")
     max_queue_audio_seconds: float = Field(1800.0, gt=0, description="Admission control: a request whose "

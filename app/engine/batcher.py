@@ -31,6 +31,7 @@ from app.engine.iteration import Engine, Iteration, record_iteration
 from app.engine.job_lane import JobLane, JobLaneLimits
 from app.engine.pending import Lane, Pending
 from app.engine.pipeline import Pipeline, SegmentJob, SegmentResult
+from app.engine.shortest_first import ShortestFirst, WorkEstimate, take_next
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.metrics import Metrics
 from models.recognition import DecodeSession, open_session
@@ -49,13 +50,14 @@ class BatchLimits:
     max_kv_cache_bytes: int = 0  # bound on the running rows' cache memory; 0 = only max_items
     engine: Literal["continuous", "static"] = "continuous"
     job_lane: JobLaneLimits = field(default_factory=JobLaneLimits)  # background jobs (app/engine/job_lane.py)
+    shortest_first: ShortestFirst = field(default_factory=ShortestFirst)  # continuous: app/engine/shortest_first.py
 
 
 class Batcher:
     """Owns the queue, the running rows and the inference worker; lives for the app's lifespan."""
 
     def __init__(self, pipeline: Pipeline, limits: BatchLimits, metrics: Metrics,
-                 session: DecodeSession | None = None) -> None:
+                 session: DecodeSession | None = None, estimate: WorkEstimate | None = None) -> None:
         self.pipeline = pipeline
         self.limits = limits
         self.metrics = metrics
@@ -75,6 +77,7 @@ class Batcher:
         self._prefilled_last = False  # the last iteration prefilled without stepping
         self._admitting = True
         self._throughput = Throughput()
+        self._estimate = estimate or WorkEstimate()  # measured costs: the order of work (app/engine/shortest_first.py)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._worker: asyncio.Task | None = None
 
@@ -240,7 +243,9 @@ class Batcher:
             return []  # a static batch runs to its end before the next one starts
         free = self.row_limit - len(self._running)
         now = time.monotonic()
-        taken = self._queue.take(free, self.limits.max_audio_seconds)
+        taken = self._take_sync(free, now)
+        if taken is None:
+            return []  # the running rows step first: their remaining work is the shortest
         sync_recent = self._jobs.sync_recent(bool(taken) or self._sync_present(), now)
         taken += self._jobs.take(free - len(taken), self.row_limit, sync_recent, self.limits.max_audio_seconds)
         admitted = []
@@ -250,6 +255,15 @@ class Batcher:
                 self.metrics.queue_wait.observe(now - enqueued_at)
                 admitted.append(pending)
         return admitted
+
+    def _take_sync(self, free: int, now: float) -> list[tuple[int, float]] | None:
+        """Synchronous segments joining now (None: none, the running rows step first). Continuous: shortest
+        work first (app/engine/shortest_first.py); static or with the policy off: round-robin."""
+        policy = self.limits.shortest_first
+        if self.limits.engine == "static" or not policy.enabled or not self._queue.segments:
+            return self._queue.take(free, self.limits.max_audio_seconds)
+        running = [(p.job.seconds, p.tokens) for key in self._running if (p := self._live.get(key)) is not None]
+        return take_next(self._queue, policy, self._estimate, running, free, self.limits.max_audio_seconds, now)
 
     def _sync_present(self) -> bool:
         return bool(self._queue.segments) or len(self._running) > len(self._jobs.running)
@@ -282,6 +296,7 @@ class Batcher:
                 if self._live[key].lane == "job":
                     self._jobs.joined(key)
         record_iteration(self.metrics, it, elapsed)
+        self._estimate.observe_iteration(sum(map(len, it.joins)), it.prefill_seconds, it.step_seconds)
         completed_audio = 0.0
         for update in it.updates:
             pending = self._live.get(update.key)
@@ -296,6 +311,7 @@ class Batcher:
             pending.stream(update.delta)
             if update.result is not None and update.key not in it.failed:  # failed: alignment raised
                 completed_audio += pending.job.seconds
+                self._estimate.observe_finished(pending.job.seconds, pending.tokens)
                 self._finish(pending, update.result, now, it.finished.get(update.key))
         for key, exc in it.failed.items():
             if (pending := self._live.pop(key, None)) is not None:

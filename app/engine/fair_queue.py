@@ -8,7 +8,7 @@ The queue counts its segments and audio seconds (admission control and the autos
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -61,6 +61,29 @@ class FairQueue(Generic[T]):
             if lane:
                 self._lanes.move_to_end(lane_id)
             else:
+                del self._lanes[lane_id]
+        self._account(-audio, -len(taken))
+        return [(entry.value, entry.enqueued_at) for entry in taken]
+
+    def lowest(self, key: Callable[[Sequence[_Entry[T]]], float]) -> float | None:
+        """The smallest `key(lane's entries)` over the lanes; None when empty."""
+        return min((key(lane) for lane in self._lanes.values()), default=None)
+
+    def take_lowest(self, max_segments: int, max_audio: float,
+                    key: Callable[[Sequence[_Entry[T]]], float]) -> list[tuple[T, float]]:
+        """Like `take`, but each segment comes from the lane with the smallest `key(entries)` at that moment
+        (app.engine.shortest_first: the request with the least work left, aged)."""
+        taken: list[_Entry[T]] = []
+        audio = 0.0
+        while self._lanes and len(taken) < max_segments:
+            lane_id = min(self._lanes, key=lambda name: key(self._lanes[name]))
+            lane = self._lanes[lane_id]
+            if taken and audio + lane[0].seconds > max_audio:
+                break
+            entry = lane.popleft()
+            taken.append(entry)
+            audio += entry.seconds
+            if not lane:
                 del self._lanes[lane_id]
         self._account(-audio, -len(taken))
         return [(entry.value, entry.enqueued_at) for entry in taken]
