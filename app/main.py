@@ -4,7 +4,6 @@ it loads the models (off the event loop), warms them up, flips readiness, and on
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -19,6 +18,7 @@ from fastapi import FastAPI
 
 from app.audio.speech_gate import SpeechGateConfig
 from app.engine.batcher import Batcher, BatchLimits
+from app.engine.inference_thread import audio_executor, cpu_threads, inference_executor
 from app.engine.job_lane import JobLaneLimits
 from app.engine.pipeline import Pipeline, SegmentJob
 from app.engine.shortest_first import ShortestFirst
@@ -48,8 +48,8 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.decode_pool = concurrent.futures.ThreadPoolExecutor(settings.decode_threads,
-                                                                  thread_name_prefix="decode")
+        state.decode_pool = audio_executor(settings.decode_threads)
+        state.inference_pool = inference_executor(cpu_threads(settings.torch_threads))
         loading = asyncio.create_task(_load_and_warm(state, pipeline, load_pipeline))
         try:
             yield
@@ -72,11 +72,13 @@ async def _load_and_warm(state: ServiceState, pipeline: Pipeline | None,
         if pipeline is None:
             from app.profiles import load_pipeline as default_loader
 
-            pipeline = await asyncio.to_thread(loader or default_loader, settings, state.metrics)
+            # On the thread that will run it: one OpenMP team in the process (app/engine/inference_thread.py)
+            pipeline = await asyncio.get_running_loop().run_in_executor(
+                state.inference_pool, loader or default_loader, settings, state.metrics)
         state.pipeline = pipeline
         state.metrics.model_info.labels(profile=settings.profile, device=pipeline.device,
                                         dtype=pipeline.dtype, dtype_reason=pipeline.dtype_reason).set(1)
-        state.batcher = Batcher(pipeline, _limits(settings), state.metrics)
+        state.batcher = Batcher(pipeline, _limits(settings), state.metrics, executor=state.inference_pool)
         state.batcher.start()
         state.transcriber = Transcriber(pipeline, state.batcher, state.decode_pool, state.metrics,
                                         max_audio_seconds=settings.max_audio_seconds,
@@ -168,7 +170,9 @@ async def _shut_down(state: ServiceState, loading: asyncio.Task) -> None:
         drained = await state.batcher.drain(state.settings.drain_seconds)
         if not drained:
             log.warning("drain timed out after %.0f s; failing what is left", state.settings.drain_seconds)
-        await state.batcher.stop()
+        await state.batcher.stop()  # shuts the inference thread down
+    elif state.inference_pool is not None:  # loading failed or was cancelled
+        state.inference_pool.shutdown(wait=False, cancel_futures=True)
     if state.decode_pool is not None:
         state.decode_pool.shutdown(wait=False, cancel_futures=True)
 

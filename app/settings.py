@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(300.0, gt=0, description="Deadline per request: 504 after it.")
     max_new_tokens: int = Field(256, ge=8, le=2048, description="Token cap per segment (Mega-ASR: 256).")
     decode_threads: int = Field(2, ge=1, le=64, description="Thread pool for audio decoding.")
+    torch_threads: int = Field(0, ge=0, le=256, description="CPU threads of the model thread's kernels; 0 = "
+                               "OMP_NUM_THREADS where set, else the CPUs this process may run on, capped by "
+                               "its cgroup CPU quota. Audio threads use one each (app/engine/inference_thread.py).")
     drain_seconds: float = Field(30.0, ge=0, description="On SIGTERM: stop admitting, finish accepted "
                                  "work for at most this long, then exit. Keep below the pod's grace period.")
 

@@ -25,6 +25,7 @@ class ServiceState:
     batcher: Batcher | None = None
     transcriber: Transcriber | None = None
     decode_pool: concurrent.futures.ThreadPoolExecutor | None = None
+    inference_pool: concurrent.futures.ThreadPoolExecutor | None = None  # model loading and every model call
     # Background jobs (app/jobs), opened once the models are ready; None with MEGA_ASR_JOBS=false.
     store: JobStore | None = None
     jobs: Jobs | None = None

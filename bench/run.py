@@ -27,6 +27,7 @@ from bench.clips import recording_of, short_clip
 from bench.isa import isa_label, restart_limited
 from bench.loadgen import run_load
 from bench.machine import cpu_meter, machine_description
+from bench.model_thread import off_main_thread
 from bench.peer import COMPUTE_TYPES, peer_model_name, peer_server
 from bench.quality import wer
 from bench.setups import SETUPS, BenchSetup
@@ -108,7 +109,7 @@ def measure_float32(setup: BenchSetup, out: dict) -> None:
     assert setup.float32_pipeline is not None
     setup.pipeline = None
     gc.collect()
-    pipeline = setup.float32_pipeline()
+    pipeline = off_main_thread(setup.float32_pipeline)
     with serving(setup.settings, pipeline) as base:
         out["service_float32"] = [asyncio.run(run_load(base + URL_PATH, setup.clips, 16, setup.requests(16),
                                                        FIELDS)).summary()]
@@ -172,26 +173,27 @@ def run_profile(setup: BenchSetup) -> dict:
     out: dict = {"facts": setup.facts, "baselines": [],
                  "clips": [{"name": c.name, "kind": c.kind, "seconds": round(c.seconds, 2)} for c in setup.clips]}
     if setup.bare_call_repeats:
-        out["bare_call_seconds"] = baselines.bare_call_seconds(setup.pipeline, setup.clips[0],
-                                                               repeats=setup.bare_call_repeats)
+        out["bare_call_seconds"] = off_main_thread(baselines.bare_call_seconds, setup.pipeline, setup.clips[0],
+                                                   repeats=setup.bare_call_repeats)
     measure_service(setup, setup.settings, out, "service")
     for variant, settings in setup.variants.items():
         measure_service(setup, settings, out, f"service_{variant}")
     if setup.first_delta:  # the model's own cost for that segment alone, in-process
-        out["first_delta"]["bare"] = bare_prefill_and_step(setup.pipeline.recognizer, recording_of(30.0, "segment30"),
-                                                           repeats=min(3, setup.scenario_samples))
+        out["first_delta"]["bare"] = off_main_thread(bare_prefill_and_step, setup.pipeline.recognizer,
+                                                     recording_of(30.0, "segment30"),
+                                                     repeats=min(3, setup.scenario_samples))
     toggle = None
     # Qwen3-ASR: upstream serves one file at a time with an in-place LoRA toggle (float weights only: a packed
     # model's sequential baseline runs its robust files through the row gate instead)
     if setup.adapter_dir is not None and setup.facts.get("packing", "none") == "none":
         from bench.qwen_profile import in_place_toggle, route_mix_comparison
 
-        toggle = in_place_toggle(setup.pipeline.recognizer.model, setup.adapter_dir)
+        toggle = off_main_thread(in_place_toggle, setup.pipeline.recognizer.model, setup.adapter_dir)
         if setup.route_mix:
-            out["route_mix_seconds"] = route_mix_comparison(setup.pipeline.recognizer, toggle,
-                                                            route_mix_audio(setup.clips))
-    for baseline in (baselines.sequential(setup.pipeline, setup.clips, toggle=toggle),
-                     baselines.ideal(setup.pipeline, setup.clips, setup.settings.max_batch_items)):
+            out["route_mix_seconds"] = off_main_thread(route_mix_comparison, setup.pipeline.recognizer, toggle,
+                                                       route_mix_audio(setup.clips))
+    for baseline in (off_main_thread(baselines.sequential, setup.pipeline, setup.clips, toggle=toggle),
+                     off_main_thread(baselines.ideal, setup.pipeline, setup.clips, setup.settings.max_batch_items)):
         out["baselines"].append(baseline.summary())
         print(f"[{setup.name}] {baseline.name}: {out['baselines'][-1]}", flush=True)
     if setup.peer_model:
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": machine_description(), "isa": isa_label(), "profiles": {}}
     for name in args.profiles.split(","):
-        setup = SETUPS[name](args)
+        setup = off_main_thread(SETUPS[name], args)  # no OpenMP team left on this thread
         setup.facts["isa"] = isa_label()
         print(f"[{name}] {report.facts_line(setup.facts)}", flush=True)
         with cpu_meter() as meter:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from app.engine.fair_queue import FairQueue, Throughput
+from app.engine.inference_thread import cpu_threads, inference_executor
 from app.engine.iteration import Engine, Iteration, record_iteration
 from app.engine.job_lane import JobLane, JobLaneLimits
 from app.engine.pending import Lane, Pending
@@ -57,7 +58,8 @@ class Batcher:
     """Owns the queue, the running rows and the inference worker; lives for the app's lifespan."""
 
     def __init__(self, pipeline: Pipeline, limits: BatchLimits, metrics: Metrics,
-                 session: DecodeSession | None = None, estimate: WorkEstimate | None = None) -> None:
+                 session: DecodeSession | None = None, estimate: WorkEstimate | None = None,
+                 executor: concurrent.futures.ThreadPoolExecutor | None = None) -> None:
         self.pipeline = pipeline
         self.limits = limits
         self.metrics = metrics
@@ -78,7 +80,8 @@ class Batcher:
         self._admitting = True
         self._throughput = Throughput()
         self._estimate = estimate or WorkEstimate()  # measured costs: the order of work (app/engine/shortest_first.py)
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        # One thread runs every model call (`executor`: the one the models were loaded on; app/main.py).
+        self._executor = executor or inference_executor(cpu_threads())
         self._worker: asyncio.Task | None = None
 
     def _rows_allowed(self) -> int:
