@@ -6,6 +6,7 @@ the service calls these from its decode thread pool, never from the event loop.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Sequence
 
@@ -19,22 +20,34 @@ _LOCK = threading.Lock()
 _MODEL = None
 
 
+def _silero():  # called with _LOCK held
+    """The silero_vad module. Its import calls torch.set_num_threads(1), which would leave the importing
+    thread, and every thread started after it, computing on one CPU thread (app/engine/inference_thread.py):
+    the count is put back."""
+    import torch
+
+    if "silero_vad" not in sys.modules:
+        threads = torch.get_num_threads()
+        import silero_vad  # noqa: F401
+
+        torch.set_num_threads(threads)
+    return sys.modules["silero_vad"]
+
+
 def _model():  # called with _LOCK held
     global _MODEL
     if _MODEL is None:
-        from silero_vad import load_silero_vad
-
-        _MODEL = load_silero_vad()
+        _MODEL = _silero().load_silero_vad()
     return _MODEL
 
 
 def speech_timestamps(samples: np.ndarray) -> list[dict[str, int]]:
     """silero's own speech regions ({"start", "end"} in samples) over one waveform, default settings."""
     import torch
-    from silero_vad import get_speech_timestamps
 
     with _LOCK:
-        return get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(samples)), _model(), sampling_rate=RATE)
+        return _silero().get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(samples)), _model(),
+                                               sampling_rate=RATE)
 
 
 def speech_probabilities(blocks: Sequence[np.ndarray], enough: Callable[[np.ndarray], bool] | None = None,

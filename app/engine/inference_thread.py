@@ -10,9 +10,9 @@ Whisper tiny.en call on a 3 s clip 1.17x. So the models are loaded on the thread
 
 The audio threads (decoding, the speech gate's silero steps) run torch on one thread each, so they start no
 team. Each thread fixes its own count when it starts: torch gives a thread the process-wide count at its
-first parallel kernel, and silero_vad's import sets that count to 1 (`torch.set_num_threads(1)` in
-silero_vad/model.py), so a model thread started after the first gated request used to run on one thread
-(1.5-1.7x slower per Whisper call, measured).
+first parallel kernel, which any code may change: silero_vad's import sets it to 1
+(`torch.set_num_threads(1)` in silero_vad/model.py; app/audio/vad.py now puts it back), and a model thread
+started after the first gated request ran on one thread (1.5-1.7x slower per Whisper call, measured).
 """
 
 from __future__ import annotations

@@ -63,8 +63,8 @@ PROBE = textwrap.dedent("""
     model = inference_executor(2)
     before = model.submit(torch.get_num_threads).result()
     audio = (0.1 * np.random.default_rng(0).standard_normal(16000 * 30)).astype(np.float32)
-    elsewhere(speech_probabilities, [audio])  # loads silero_vad, whose import sets the process-wide count to 1
-    elsewhere(torch.set_num_threads, 3)  # and anything else may set it to anything
+    elsewhere(speech_probabilities, [audio])  # loads silero_vad (and starts its threads, if any)
+    elsewhere(torch.set_num_threads, 3)  # any code may set the process-wide count (silero_vad's import: 1)
     late_model = inference_executor(2)  # a model thread started afterwards
     audio_pool = audio_executor(1)
     audio_pool.submit(lambda: None).result()
