@@ -13,6 +13,8 @@ team. Each thread fixes its own count when it starts: torch gives a thread the p
 first parallel kernel, which any code may change: silero_vad's import sets it to 1
 (`torch.set_num_threads(1)` in silero_vad/model.py; app/audio/vad.py now puts it back), and a model thread
 started after the first gated request ran on one thread (1.5-1.7x slower per Whisper call, measured).
+torch has no per-thread setter: fixing a thread's count sets the process-wide one too (the audio threads
+leave it at 1), so every thread that runs a model fixes its own (here, and bench/model_thread.py).
 """
 
 from __future__ import annotations
