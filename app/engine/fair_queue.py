@@ -49,21 +49,7 @@ class FairQueue(Generic[T]):
     def take(self, max_segments: int, max_audio: float) -> list[tuple[T, float]]:
         """Round-robin: one segment from each lane in turn, until `max_segments` or `max_audio` seconds
         (the first segment is taken whatever its length). Returns (value, seconds waited)."""
-        taken: list[_Entry[T]] = []
-        audio = 0.0
-        while self._lanes and len(taken) < max_segments:
-            lane_id, lane = next(iter(self._lanes.items()))
-            if taken and audio + lane[0].seconds > max_audio:
-                break
-            entry = lane.popleft()
-            taken.append(entry)
-            audio += entry.seconds
-            if lane:
-                self._lanes.move_to_end(lane_id)
-            else:
-                del self._lanes[lane_id]
-        self._account(-audio, -len(taken))
-        return [(entry.value, entry.enqueued_at) for entry in taken]
+        return self._take(max_segments, max_audio, lambda: next(iter(self._lanes)), rotate=True)
 
     def lowest(self, key: Callable[[Sequence[_Entry[T]]], float]) -> float | None:
         """The smallest `key(lane's entries)` over the lanes; None when empty."""
@@ -73,10 +59,17 @@ class FairQueue(Generic[T]):
                     key: Callable[[Sequence[_Entry[T]]], float]) -> list[tuple[T, float]]:
         """Like `take`, but each segment comes from the lane with the smallest `key(entries)` at that moment
         (app.engine.shortest_first: the request with the least work left, aged)."""
+        return self._take(max_segments, max_audio, lambda: min(self._lanes, key=lambda name: key(self._lanes[name])),
+                          rotate=False)
+
+    def _take(self, max_segments: int, max_audio: float, pick: Callable[[], str],
+              *, rotate: bool) -> list[tuple[T, float]]:
+        """Segments from the lanes `pick()` names, one at a time; `rotate`: a lane that still holds
+        segments goes to the back."""
         taken: list[_Entry[T]] = []
         audio = 0.0
         while self._lanes and len(taken) < max_segments:
-            lane_id = min(self._lanes, key=lambda name: key(self._lanes[name]))
+            lane_id = pick()
             lane = self._lanes[lane_id]
             if taken and audio + lane[0].seconds > max_audio:
                 break
@@ -85,6 +78,8 @@ class FairQueue(Generic[T]):
             audio += entry.seconds
             if not lane:
                 del self._lanes[lane_id]
+            elif rotate:
+                self._lanes.move_to_end(lane_id)
         self._account(-audio, -len(taken))
         return [(entry.value, entry.enqueued_at) for entry in taken]
 
