@@ -25,7 +25,7 @@ segment, seconds per decode step, and tokens decoded per second of audio.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,8 +74,9 @@ class WorkEstimate:
     def steps(self, audio_seconds: float) -> float:
         return max(1.0, self.tokens_per_audio_second * audio_seconds)
 
-    def queued_work(self, segment_seconds: Iterable[float]) -> float:
-        return sum(self.prefill_seconds + self.steps(s) * self.step_seconds for s in segment_seconds)
+    def segment_work(self, audio_seconds: float) -> float:
+        """A waiting segment's work: its prefill and its expected steps."""
+        return self.prefill_seconds + self.steps(audio_seconds) * self.step_seconds
 
     def remaining_work(self, audio_seconds: float, tokens: int) -> float:
         return max(1.0, self.steps(audio_seconds) - tokens) * self.step_seconds
@@ -88,8 +89,7 @@ class WorkEstimate:
         return max(1, min(free, int(budget_seconds / max(self.prefill_seconds, 1e-6))))
 
 
-def should_prefill(policy: ShortestFirst, estimate: WorkEstimate, best_queued: float | None,
-                   running_remaining: Sequence[float]) -> bool:
+def should_prefill(estimate: WorkEstimate, best_queued: float | None, running_remaining: Sequence[float]) -> bool:
     """True: the next iteration prefills (queued work joins); False: it steps the running rows."""
     if best_queued is None or not running_remaining:
         return True
@@ -104,13 +104,13 @@ def take_next(queue: FairQueue, policy: ShortestFirst, estimate: WorkEstimate, r
     """The segments that join now, or None: the running rows (audio seconds, tokens so far) step first."""
 
     def work(entries: Sequence[Any]) -> float:  # the request's next segment
-        return estimate.queued_work([entries[0].seconds])
+        return estimate.segment_work(entries[0].seconds)
 
     def aged(entries: Sequence[Any]) -> float:  # less its aging credit: the order among waiting requests
         return work(entries) - policy.aging * (now - entries[0].enqueued_at)
 
     remaining = [estimate.remaining_work(seconds, tokens) for seconds, tokens in running]
-    if not should_prefill(policy, estimate, queue.lowest(work), remaining):
+    if not should_prefill(estimate, queue.lowest(work), remaining):
         return None
     count = estimate.prefill_segments(policy.max_prefill_seconds, free)
     if count >= queue.segments:  # all that waits joins: in round-robin order, as without the policy

@@ -31,17 +31,17 @@ def queue_of(*requests: tuple[str, list[float], float]) -> FairQueue[str]:
 
 def test_a_running_row_about_to_end_steps_before_longer_waiting_work():
     # the running row has 2 steps (0.2 s) left; the waiting 1 s segment is 2 s of work
-    assert not should_prefill(ShortestFirst(), FIXED, best_queued=2.0, running_remaining=[0.2, 5.0])
-    assert should_prefill(ShortestFirst(), FIXED, best_queued=0.1, running_remaining=[0.2, 5.0])
+    assert not should_prefill(FIXED, best_queued=2.0, running_remaining=[0.2, 5.0])
+    assert should_prefill(FIXED, best_queued=0.1, running_remaining=[0.2, 5.0])
     # nothing runs, or nothing waits: prefill (the batcher admits what there is)
-    assert should_prefill(ShortestFirst(), FIXED, best_queued=9.0, running_remaining=[])
-    assert should_prefill(ShortestFirst(), FIXED, best_queued=None, running_remaining=[0.2])
+    assert should_prefill(FIXED, best_queued=9.0, running_remaining=[])
+    assert should_prefill(FIXED, best_queued=None, running_remaining=[0.2])
 
 
 def test_long_running_rows_still_take_company_when_a_prefill_costs_them_less_than_they_have_left():
     # 3 rows x 1 s prefill = 3 s < 12 s left: batching pays; 13 rows x 1 s = 13 s > 12 s: it does not
-    assert should_prefill(ShortestFirst(), FIXED, best_queued=13.0, running_remaining=[12.0] * 3)
-    assert not should_prefill(ShortestFirst(), FIXED, best_queued=13.0, running_remaining=[12.0] * 13)
+    assert should_prefill(FIXED, best_queued=13.0, running_remaining=[12.0] * 3)
+    assert not should_prefill(FIXED, best_queued=13.0, running_remaining=[12.0] * 13)
 
 
 def test_a_prefill_takes_the_shortest_waiting_segments_up_to_its_budget():
