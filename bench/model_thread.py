@@ -10,17 +10,15 @@ model thread does (silero_vad's import sets the process-wide count to 1).
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Callable
 from typing import TypeVar
 
-from app.engine.inference_thread import cpu_threads, pin_torch_threads
+from app.engine.inference_thread import cpu_threads, inference_executor
 
 T = TypeVar("T")
 
 
 def off_main_thread(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
     """`fn(*args, **kwargs)` on a new thread, which has ended (with its OpenMP team) when this returns."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-model",
-                                               initializer=pin_torch_threads, initargs=(cpu_threads(),)) as pool:
+    with inference_executor(cpu_threads()) as pool:  # the service's kind of model thread, for one call
         return pool.submit(fn, *args, **kwargs).result()
