@@ -14,6 +14,9 @@ probe on a busy machine had measured 0.94x for the 384x384 ones and left them fl
 fp16 weights measured slower than int8 everywhere (1.0-1.2x fp32 at encoder sizes, 1.3-4.4x at decode sizes)
 and are kept as an explicit kind, not planned.
 
+With int8, Whisper's projections of one input (q, k, v; cross-attention's k, v) are one product
+(models.fused_projections: the same numbers, one call's fixed cost in a decode step instead of three).
+
 Packing also switches the model's attention to models.row_attention: int8 turns the last-bit differences
 of torch's batched CPU attention into visible ones, so with int8 every row attends on its own.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from models.fused_projections import fuse_projections
 from models.quantized import LinearPlan, quantize_linears
 from models.row_attention import use_row_attention
 
@@ -30,25 +34,30 @@ WHISPER = LinearPlan("whisper", (
     (r"^model\.encoder\.", 0),  # 1500 frames per clip, 384 (tiny) or 512 (base) wide
     (r"^model\.decoder\.|^proj_out$", 0),  # one row per running segment and step
 ))
+# Projections of one input packed as one product (models.fused_projections): an attention's query, key and
+# value; a cross-attention's key and value (its query reads the decoder, not the encoder).
+WHISPER_FUSED = ((r"\.self_attn$", ("q_proj", "k_proj", "v_proj")), (r"\.encoder_attn$", ("k_proj", "v_proj")))
 QWEN3_ASR = LinearPlan("qwen3_asr", (
     (r"", 0),  # audio tower (1024 wide at 1.7B), projector, LLM (2048 / 6144) and LM head: all pay
 ))
 
 
-def pack_linears(model: nn.Module, plan: LinearPlan, kind: str) -> str:
+def pack_linears(model: nn.Module, plan: LinearPlan, kind: str, fused: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> str:
     """Pack the plan's layers of `model` in place; a one-line summary for the log ("int8: 186 Linear layers
-    (plan whisper), 12 left float")."""
+    (plan whisper), 12 left float32"). With int8, the `fused` groups of projections become one product each."""
     total = sum(type(m) is nn.Linear for m in model.modules())
+    joined = fuse_projections(model, fused, plan.packs) if kind == "int8" else 0
     counts = quantize_linears(model, plan.chooser(kind))
-    packed = sum(counts.values())
-    return f"{kind}: {packed} Linear layers (plan {plan.name}), {total - packed} left float32"
+    packed = sum(counts.values()) + joined
+    summary = f"{kind}: {packed} Linear layers (plan {plan.name}), {total - packed} left float32"
+    return summary + (f", {joined} of them fused by shared input" if joined else "")
 
 
 def pack_whisper(model: nn.Module, kind: str) -> str:
     """Whisper's planned layers packed; attention row by row (encoder and decoder share one config), so the
     float parts between packed layers give a row the same numbers alone and batched (models.row_attention)."""
     use_row_attention(model.config)
-    return pack_linears(model, WHISPER, kind) + "; attention row by row"
+    return pack_linears(model, WHISPER, kind, WHISPER_FUSED) + "; attention row by row"
 
 
 def pack_qwen3_asr(model: nn.Module, kind: str) -> str:
