@@ -106,10 +106,14 @@ def full_size_setup(args: argparse.Namespace) -> BenchSetup:
 def count_parameters(model: object) -> int:
     """Parameters, packed int8/fp16 Linear weights (models.quantized, not nn.Parameters) included; a packed
     output projection tied to the token embedding counts once (as in the float model)."""
+    from models.fused_projections import SharedProduct
     from models.quantized import PackedLinear
 
+    shared = [m for m in model.modules() if isinstance(m, SharedProduct)]
+    inside = {id(m.packed) for m in shared}  # counted as the projections they replaced (no zero-filled bias)
     packed = sum(m.in_features * m.out_features + (m.bias.numel() if m.bias is not None else 0)
-                 for m in model.modules() if isinstance(m, PackedLinear))
+                 for m in model.modules() if isinstance(m, PackedLinear) and id(m) not in inside)
+    packed += sum(m.parameters_replaced for m in shared)
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if isinstance(head, PackedLinear) and getattr(model.config, "tie_word_embeddings", False):
         packed -= head.in_features * head.out_features

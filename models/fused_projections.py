@@ -30,9 +30,10 @@ from models.quantized import PackedLinear
 class SharedProduct(nn.Module):
     """One packed product over the concatenated weights of several projections; hands out each one's columns."""
 
-    def __init__(self, packed: PackedLinear, widths: Sequence[int]) -> None:
+    def __init__(self, packed: PackedLinear, widths: Sequence[int], parameters: int) -> None:
         super().__init__()
         self.packed = packed
+        self.parameters_replaced = parameters  # weights and biases of the projections (no zero-filled bias)
         self.bounds = [(sum(widths[:i]), sum(widths[:i + 1])) for i in range(len(widths))]
         self._input: torch.Tensor | None = None
         self._output: torch.Tensor | None = None
@@ -89,7 +90,8 @@ def fuse_projections(model: nn.Module, groups: Sequence[tuple[str, tuple[str, ..
             if not all(packs(f"{name}.{child}" if name else child, m) for child, m in zip(group, linears)):
                 continue
             shared = SharedProduct(PackedLinear.from_linear(_concatenated(linears), "int8"),
-                                   [m.out_features for m in linears])
+                                   [m.out_features for m in linears], sum(p.numel() for m in linears
+                                                                          for p in m.parameters()))
             for index, (child, linear) in enumerate(zip(group, linears)):
                 setattr(module, child, FusedSlice(shared, index, linear.in_features, linear.out_features))
             fused += len(group)

@@ -12,6 +12,7 @@ from torch import nn
 from models.fused_projections import FusedSlice, fuse_projections
 from models.linear_plans import WHISPER, WHISPER_FUSED, pack_linears
 from models.quantized import PackedLinear, kernels_missing
+from tests.models.whisper import tiny_random_whisper
 
 pytestmark = pytest.mark.skipif(kernels_missing() is not None, reason=f"no FBGEMM kernels: {kernels_missing()}")
 
@@ -76,24 +77,15 @@ def test_a_new_input_is_recomputed_and_nothing_is_held_after_the_last_part():
 
 
 def test_the_whisper_plan_fuses_self_attention_and_cross_attention_keys_and_values():
-    model = _tiny_whisper()
+    model = tiny_random_whisper()
     summary = pack_linears(model, WHISPER, "int8", WHISPER_FUSED)
     decoder = model.model.decoder.layers[0]
     assert isinstance(model.model.encoder.layers[0].self_attn.q_proj, FusedSlice)
     assert isinstance(decoder.self_attn.v_proj, FusedSlice) and isinstance(decoder.encoder_attn.k_proj, FusedSlice)
     assert isinstance(decoder.encoder_attn.q_proj, PackedLinear)  # reads the decoder: its own product
     assert summary.endswith("left float32, 8 of them fused by shared input")
-    fp16 = _tiny_whisper()
+    fp16 = tiny_random_whisper()
     pack_linears(fp16, WHISPER, "fp16", WHISPER_FUSED)  # fusion is an int8 product: fp16 layers stay apart
     assert not any(isinstance(module, FusedSlice) for module in fp16.modules())
 
 
-def _tiny_whisper() -> nn.Module:
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
-    config = WhisperConfig(d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                           decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, vocab_size=100,
-                           max_source_positions=20, max_target_positions=16, num_mel_bins=8, pad_token_id=0,
-                           bos_token_id=0, eos_token_id=0, decoder_start_token_id=1)
-    torch.manual_seed(0)
-    return WhisperForConditionalGeneration(config).eval()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 PROJECT = Path(__file__).resolve().parents[3]
 AUDIO_DIRS = (PROJECT / "tests" / "fixtures" / "audio", PROJECT.parent / "shared" / "fixtures" / "audio")
@@ -76,3 +77,15 @@ def converted_demo_model(name: str, tmp_path_factory: pytest.TempPathFactory) ->
         source = {"tiny_en": TINY_EN, "base": BASE}[name]
         _CONVERTED[name] = ensure_demo_model(source, tmp_path_factory.mktemp("whisper-cache"), progress=False)
     return _CONVERTED[name]
+
+
+def tiny_random_whisper() -> torch.nn.Module:
+    """A one-layer, 64-wide WhisperForConditionalGeneration with random weights (seed 0), in eval mode."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    config = WhisperConfig(d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                           decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, vocab_size=100,
+                           max_source_positions=20, max_target_positions=16, num_mel_bins=8, pad_token_id=0,
+                           bos_token_id=0, eos_token_id=0, decoder_start_token_id=1)
+    torch.manual_seed(0)
+    return WhisperForConditionalGeneration(config).eval()
