@@ -42,7 +42,8 @@ QWEN3_ASR = LinearPlan("qwen3_asr", (
 ))
 
 
-def pack_linears(model: nn.Module, plan: LinearPlan, kind: str, fused: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> str:
+def pack_linears(model: nn.Module, plan: LinearPlan, kind: str,
+                 fused: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> str:
     """Pack the plan's layers of `model` in place; a one-line summary for the log ("int8: 186 Linear layers
     (plan whisper), 12 left float32"). With int8, the `fused` groups of projections become one product each."""
     total = sum(type(m) is nn.Linear for m in model.modules())
