@@ -78,7 +78,8 @@ async def _load_and_warm(state: ServiceState, pipeline: Pipeline | None,
         state.pipeline = pipeline
         state.metrics.model_info.labels(profile=settings.profile, device=pipeline.device,
                                         dtype=pipeline.dtype, dtype_reason=pipeline.dtype_reason).set(1)
-        state.batcher = Batcher(pipeline, _limits(settings), state.metrics, executor=state.inference_pool)
+        state.batcher = Batcher(pipeline, _limits(settings), state.metrics, executor=state.inference_pool,
+                                threads=cpu_threads(settings.torch_threads))
         state.batcher.start()
         state.transcriber = Transcriber(pipeline, state.batcher, state.decode_pool, state.metrics,
                                         max_audio_seconds=settings.max_audio_seconds,
@@ -185,6 +186,7 @@ def _limits(settings: Settings) -> BatchLimits:
                        max_kv_cache_bytes=int(settings.max_kv_cache_mb * 2**20), engine=settings.engine,
                        shortest_first=ShortestFirst(settings.shortest_first, settings.shortest_first_aging,
                                                     settings.max_prefill_seconds),
+                       prefill_ahead=settings.prefill_ahead,
                        job_lane=JobLaneLimits(rows_beside_sync=settings.job_rows_beside_sync,
                                               join_per_iteration=settings.job_join_per_iteration,
                                               sync_quiet_seconds=settings.job_sync_quiet_ms / 1000))

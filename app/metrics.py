@@ -45,7 +45,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS, registry=r)
         self.prefill = Histogram(
             "asr_prefill_duration_seconds", "Prefill time per iteration in which segments join (audio encoder "
-            "and prompt of every joining segment).", buckets=_STEP_BUCKETS, registry=r)
+            "and prompt of every joining segment; for a segment whose encoder ran ahead, its prompt only).",
+            buckets=_STEP_BUCKETS, registry=r)
+        self.encoder_ahead = Histogram(
+            "asr_encoder_ahead_duration_seconds", "Audio encoder time of one segment that was prepared ahead, "
+            "beside the decode steps (on one CPU thread; app/engine/prefill_ahead.py).", buckets=_STEP_BUCKETS,
+            registry=r)
         self.decode_step = Histogram(
             "asr_decode_step_seconds", "Time of one decode step of all running rows.", buckets=_STEP_BUCKETS,
             registry=r)

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     max_prefill_seconds: float = Field(2.0, gt=0, description="Shortest-first: expected prefill (measured per "
                                        "segment as the service runs) joining in one iteration, at least one "
                                        "segment.")
+    prefill_ahead: int = Field(4, ge=0, le=16, description="Continuous engine on a CPU with 2+ threads: while rows "
+                               "decode, up to this many joining segments have their audio encoder run ahead on a "
+                               "second thread, one CPU thread each side, and join once it is done (app/engine/"
+                               "prefill_ahead.py); 0 = every prefill runs inline on all threads.")
     max_batch_wait_ms: float = Field(25.0, ge=0, le=5000, description="When nothing is decoding: how long "
                                      "the first arrival waits for others to join it.")
     max_queue_audio_seconds: float = Field(1800.0, gt=0, description="Admission control: a request whose "

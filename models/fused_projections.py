@@ -13,12 +13,14 @@ fused bias: bias + out * scale then equals out * scale exactly.
 Each original module is replaced by a `FusedSlice` that returns its columns of the shared product. The product
 is computed when a slice asks for an input that is not the one it was last computed for (identity: the model
 calls the three projections on the same tensor, and nothing changes that tensor in between), and released once
-every slice has taken its part, so no activation outlives the layer's forward pass.
+every slice has taken its part, so no activation outlives the layer's forward pass. That state is kept per
+thread: the engine may run one model's encoder on two threads at once (app/engine/prefill_ahead.py).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 
 import torch
@@ -35,19 +37,18 @@ class SharedProduct(nn.Module):
         self.packed = packed
         self.parameters_replaced = parameters  # weights and biases of the projections (no zero-filled bias)
         self.bounds = [(sum(widths[:i]), sum(widths[:i + 1])) for i in range(len(widths))]
-        self._input: torch.Tensor | None = None
-        self._output: torch.Tensor | None = None
-        self._taken: set[int] = set()
+        self._state = threading.local()  # this thread's input, its product and the parts taken
 
     def part(self, x: torch.Tensor, index: int) -> torch.Tensor:
         """Projection `index` of x: [..., in] -> [..., width] (a view into the shared product)."""
-        if self._input is not x or index in self._taken:
-            self._input, self._output, self._taken = x, self.packed(x), set()
-        self._taken.add(index)
+        state = self._state
+        if getattr(state, "input", None) is not x or index in state.taken:
+            state.input, state.output, state.taken = x, self.packed(x), set()
+        state.taken.add(index)
         start, stop = self.bounds[index]
-        out = self._output[..., start:stop]
-        if len(self._taken) == len(self.bounds):  # every part delivered: hold nothing until the next input
-            self._input = self._output = None
+        out = state.output[..., start:stop]
+        if len(state.taken) == len(self.bounds):  # every part delivered: hold nothing until the next input
+            state.input = state.output = None
         return out
 
 

@@ -150,6 +150,26 @@ class DecodeSession(Protocol):
 
 
 @runtime_checkable
+class PreparesAhead(Protocol):
+    """A DecodeSession whose joins can start ahead (optional: the engine checks `prepares_ahead`).
+
+    prepare() does the part of a join that reads nothing of the session (an audio encoder) and may run on
+    another thread while step() runs, even on two threads at once; join(rows, prepared) then finishes the
+    join with prepare()'s results for those rows, in order. A row's output is the same either way.
+    """
+
+    @property
+    def prepares_ahead(self) -> bool: ...
+
+    def prepare(self, items: Sequence[RecognitionItem]) -> list[Any]:
+        """Per item, its prepared state (same length and order)."""
+        ...
+
+    def join(self, rows: Sequence[tuple[Hashable, RecognitionItem]],
+             prepared: Sequence[Any] | None = None) -> list[RowUpdate]: ...
+
+
+@runtime_checkable
 class Recognizer(Protocol):
     """A batched speech recognizer with a base and a robust path."""
 

@@ -88,6 +88,10 @@ class SteppingRecognizer:
     `gate`, when set, blocks every step until the test releases it; `pace`, when set, takes one permit per
     step (the test releases steps one by one); `fail_step(running_keys)` may return an exception to raise
     for a step; `fail_join(items)` likewise for a join.
+
+    `prepares_ahead`: the session prepares rows ahead (models.recognition.PreparesAhead): `prepare` records
+    the thread it ran on, waits for `prepare_gate` when set, may fail by `fail_prepare(items)`, and gives
+    "ready:<text>" per item; `prepared` records what every join was given (None: joined inline).
     """
 
     languages_base: frozenset[str] | None = frozenset({"en"})
@@ -97,6 +101,11 @@ class SteppingRecognizer:
     fail_step: Callable[[list], Exception | None] | None = None
     fail_join: Callable[[Sequence[RecognitionItem]], Exception | None] | None = None
     row_bytes_each: int = 0
+    prepares_ahead: bool = False
+    prepare_gate: threading.Event | None = None
+    fail_prepare: Callable[[Sequence[RecognitionItem]], Exception | None] | None = None
+    prepared_on: list[str] = field(default_factory=list)  # thread name of every prepare call
+    prepared: list[list | None] = field(default_factory=list)
     joins: list[list[RecognitionItem]] = field(default_factory=list)
     steps: list[list] = field(default_factory=list)  # the running keys of every step
     cancelled: list = field(default_factory=list)
@@ -129,9 +138,24 @@ class FakeSession:
     def row_bytes(self) -> int:
         return self.owner.row_bytes_each
 
-    def join(self, rows):
+    @property
+    def prepares_ahead(self) -> bool:
+        return self.owner.prepares_ahead
+
+    def prepare(self, items):
+        self.owner.prepared_on.append(threading.current_thread().name)
+        if self.owner.prepare_gate is not None:
+            assert self.owner.prepare_gate.wait(timeout=30), "test never released the prepare gate"
+        if self.owner.fail_prepare is not None and (error := self.owner.fail_prepare(items)):
+            raise error
+        return [f"ready:{fake_text(item)}" for item in items]
+
+    def join(self, rows, prepared=None):
         if self.owner.fail_join is not None and (error := self.owner.fail_join([item for _, item in rows])):
             raise error
+        if prepared is not None:
+            assert list(prepared) == [f"ready:{fake_text(item)}" for _, item in rows], "prepared for other rows"
+        self.owner.prepared.append(None if prepared is None else list(prepared))
         if len(self.rows) + len(rows) > self.max_rows:
             raise RuntimeError("more rows than the session holds")
         self.owner.joins.append([item for _, item in rows])

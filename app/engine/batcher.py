@@ -32,6 +32,7 @@ from app.engine.iteration import Engine, Iteration, record_iteration
 from app.engine.job_lane import JobLane, JobLaneLimits
 from app.engine.pending import Lane, Pending
 from app.engine.pipeline import Pipeline, SegmentJob, SegmentResult
+from app.engine.prefill_ahead import prefill_ahead_for
 from app.engine.shortest_first import ShortestFirst, WorkEstimate, take_next
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.metrics import Metrics
@@ -52,6 +53,7 @@ class BatchLimits:
     engine: Literal["continuous", "static"] = "continuous"
     job_lane: JobLaneLimits = field(default_factory=JobLaneLimits)  # background jobs (app/engine/job_lane.py)
     shortest_first: ShortestFirst = field(default_factory=ShortestFirst)  # continuous: app/engine/shortest_first.py
+    prefill_ahead: int = 4  # continuous, CPU: segments whose encoder may run ahead (app/engine/prefill_ahead.py)
 
 
 class Batcher:
@@ -59,12 +61,21 @@ class Batcher:
 
     def __init__(self, pipeline: Pipeline, limits: BatchLimits, metrics: Metrics,
                  session: DecodeSession | None = None, estimate: WorkEstimate | None = None,
-                 executor: concurrent.futures.ThreadPoolExecutor | None = None) -> None:
+                 executor: concurrent.futures.ThreadPoolExecutor | None = None, threads: int | None = None,
+                 ahead_on: bool | None = None) -> None:
+        """`threads`: the inference thread's CPU threads (default: cpu_threads()); `ahead_on`: whether encoders
+        may run ahead (default: on a CPU with 2+ threads, for a session that prepares ahead)."""
         self.pipeline = pipeline
         self.limits = limits
         self.metrics = metrics
         self._session = session if session is not None else open_session(pipeline.recognizer, limits.max_items)
-        self._engine = Engine(pipeline, self._session, group_by_length=limits.engine == "continuous")
+        threads = threads or cpu_threads()
+        on = (pipeline.device == "cpu" and threads >= 2) if ahead_on is None else ahead_on
+        self._ahead = prefill_ahead_for(self._session, limits.prefill_ahead if on and limits.engine == "continuous"
+                                        else 0)
+        self._engine = Engine(pipeline, self._session, group_by_length=limits.engine == "continuous",
+                              ahead=self._ahead, threads=threads)
+        self._preparing = 0  # segments whose encoder runs ahead (after the last iteration)
         self.row_limit = self._rows_allowed()
         self._queue: FairQueue[int] = FairQueue(on_change=self._queue_changed)
         self._jobs = JobLane(limits.job_lane, FairQueue(on_change=self._queue_changed))
@@ -119,6 +130,8 @@ class Batcher:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._ahead is not None:
+            self._ahead.close()
 
     async def run_on_worker(self, fn: Callable[..., T], *args: object) -> T:
         """Run a model call outside the running rows (router-only requests, warm-up) on the inference thread."""
@@ -208,7 +221,7 @@ class Batcher:
             except Exception as exc:  # the engine itself failed: fail what it held, keep the worker
                 log.exception("inference iteration failed")
                 it = Iteration(failed=dict.fromkeys([*self._running, *(p.key for p in admitted)], exc))
-                self._session.reset()
+                self._engine.reset()
             finally:
                 self.busy = False
             self._deliver(it, time.perf_counter() - started)
@@ -266,7 +279,9 @@ class Batcher:
         if self.limits.engine == "static" or not policy.enabled or not self._queue.segments:
             return self._queue.take(free, self.limits.max_audio_seconds)
         running = [(p.job.seconds, p.tokens) for key in self._running if (p := self._live.get(key)) is not None]
-        return take_next(self._queue, policy, self._estimate, running, free, self.limits.max_audio_seconds, now)
+        ahead = None if self._ahead is None else self._ahead.capacity - self._preparing
+        return take_next(self._queue, policy, self._estimate, running, free, self.limits.max_audio_seconds, now,
+                         ahead)
 
     def _sync_present(self) -> bool:
         return bool(self._queue.segments) or len(self._running) > len(self._jobs.running)
@@ -299,7 +314,8 @@ class Batcher:
                 if self._live[key].lane == "job":
                     self._jobs.joined(key)
         record_iteration(self.metrics, it, elapsed)
-        self._estimate.observe_iteration(sum(map(len, it.joins)), it.prefill_seconds, it.step_seconds)
+        self._estimate.observe_iteration(it.inline_joined, it.inline_prefill_seconds, it.step_seconds)
+        self._preparing = it.preparing
         completed_audio = 0.0
         for update in it.updates:
             pending = self._live.get(update.key)

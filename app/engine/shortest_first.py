@@ -21,6 +21,8 @@ segment, seconds per decode step, and tokens decoded per second of audio.
   segments were queued together and age together). Measured (bench, AVX2-limited, Whisper base, 16 clients):
   the median latency fell from 13.8 / 12.1 s to 6.2 / 5.9 s at the same throughput; aging 0.25 gave 7.5-7.9 s.
 - Until a prefill has been measured, everything that waits joins (no guess at a model's cost).
+- While rows run and encoders can run ahead on a helper thread (app/engine/prefill_ahead.py), a prefill no
+  longer stops the running rows: up to `ahead` segments join, in the same aged order, without weighing it.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ def should_prefill(estimate: WorkEstimate, best_queued: float | None, running_re
 
 
 def take_next(queue: FairQueue, policy: ShortestFirst, estimate: WorkEstimate, running: Sequence[tuple[float, int]],
-              free: int, max_audio: float, now: float) -> list[tuple[Any, float]] | None:
-    """The segments that join now, or None: the running rows (audio seconds, tokens so far) step first."""
+              free: int, max_audio: float, now: float, ahead: int | None = None) -> list[tuple[Any, float]] | None:
+    """The segments that join now, or None: the running rows (audio seconds, tokens so far) step first.
+    `ahead`: how many more segments may prefill ahead now (None: prefills run inline)."""
 
     def work(entries: Sequence[Any]) -> float:  # the request's next segment
         return estimate.segment_work(entries[0].seconds)
@@ -109,6 +112,9 @@ def take_next(queue: FairQueue, policy: ShortestFirst, estimate: WorkEstimate, r
     def aged(entries: Sequence[Any]) -> float:  # less its aging credit: the order among waiting requests
         return work(entries) - policy.aging * (now - entries[0].enqueued_at)
 
+    if ahead is not None and running:
+        count = min(ahead, free)
+        return queue.take_lowest(count, max_audio, aged) if count > 0 else None
     remaining = [estimate.remaining_work(seconds, tokens) for seconds, tokens in running]
     if not should_prefill(estimate, queue.lowest(work), remaining):
         return None

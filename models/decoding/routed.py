@@ -4,7 +4,7 @@ pair of Whisper models). Both advance at every step, so rows of either route joi
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from models.recognition import DecodeSession, RecognitionItem, RowUpdate
 
@@ -43,14 +43,27 @@ class RoutedSession:
     def row_bytes(self) -> int:
         return max(session.row_bytes() for session in self.sessions.values())
 
-    def join(self, rows: Sequence[tuple[Hashable, RecognitionItem]]) -> list[RowUpdate]:
+    @property
+    def prepares_ahead(self) -> bool:
+        return all(getattr(session, "prepares_ahead", False) for session in self.sessions.values())
+
+    def prepare(self, items: Sequence[RecognitionItem]) -> list[Any]:
+        """Each item prepared by its route's session (models.recognition.PreparesAhead)."""
+        return per_route(items, *(self.sessions[robust].prepare for robust in (False, True)))
+
+    def join(self, rows: Sequence[tuple[Hashable, RecognitionItem]],
+             prepared: Sequence[Any] | None = None) -> list[RowUpdate]:
         updates: list[RowUpdate] = []
         joined: list[Hashable] = []
         try:
             for robust, session in self.sessions.items():
-                group = [(key, item) for key, item in rows if item.robust == robust]
-                if group:
-                    updates += session.join(group)
+                indices = [index for index, (_, item) in enumerate(rows) if item.robust == robust]
+                if indices:
+                    group = [rows[index] for index in indices]
+                    if prepared is None:
+                        updates += session.join(group)
+                    else:
+                        updates += session.join(group, [prepared[index] for index in indices])
                     joined += [key for key, _ in group]
         except BaseException:
             self.cancel(joined)  # all-or-nothing: the group that did join leaves again

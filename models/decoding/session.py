@@ -60,9 +60,18 @@ class SteppedSession(abc.ABC):
     def new_row(self, key: Hashable, item: RecognitionItem) -> Row: ...
 
     @abc.abstractmethod
-    def prefill(self, rows: list[Row]) -> torch.Tensor:
+    def prefill(self, rows: list[Row], prepared: Sequence[Any] | None = None) -> torch.Tensor:
         """Encode and prefill the new rows into the slots after the running ones (self.kv.open_join /
-        commit_join); set each row's `position`. Returns the scores for their first token [b, V]."""
+        commit_join); set each row's `position`. Returns the scores for their first token [b, V].
+        `prepared`: what `prepare_items` computed for each row ahead of time, in row order (None: nothing)."""
+
+    # A model whose prefill starts with work that reads no session state (an audio encoder) sets this and
+    # overrides `prepare_items`: that work can then run ahead, on another thread, while steps run.
+    prepares_ahead = False
+
+    def prepare_items(self, items: Sequence[RecognitionItem]) -> list[Any]:
+        """Per item, the state-free part of its prefill (thread-safe; never touches the slots or rows)."""
+        raise NotImplementedError(f"{type(self).__name__} prepares nothing ahead")
 
     @abc.abstractmethod
     def decode(self, rows: list[Row], tokens: torch.Tensor, positions: torch.Tensor,
@@ -90,12 +99,26 @@ class SteppedSession(abc.ABC):
 
     # Every method that touches the slots runs in inference mode: the slot tensors are inference tensors.
     @torch.inference_mode()
-    def join(self, entries: Sequence[tuple[Hashable, RecognitionItem]]) -> list[RowUpdate]:
+    def prepare(self, items: Sequence[RecognitionItem]) -> list[Any]:
+        """models.recognition.PreparesAhead: `prepare_items` after the same checks as join (inference mode is
+        per thread, so it is entered here as well)."""
+        self.check(items)
+        prepared = self.prepare_items(items)
+        if len(prepared) != len(items):
+            raise RuntimeError(f"prepared {len(prepared)} items of {len(items)}")
+        return prepared
+
+    @torch.inference_mode()
+    def join(self, entries: Sequence[tuple[Hashable, RecognitionItem]],
+             prepared: Sequence[Any] | None = None) -> list[RowUpdate]:
+        """`prepared`: `prepare`'s result for these entries, in order, when their prefill was started ahead."""
         if not entries:
             return []
+        if prepared is not None and len(prepared) != len(entries):
+            raise ValueError(f"{len(prepared)} prepared items for {len(entries)} entries")
         self.check([item for _, item in entries])
         new = [self.new_row(key, item) for key, item in entries]
-        scores = self.prefill(new)
+        scores = self.prefill(new, prepared)
         self.rows.extend(new)
         return self._advance(new, scores)
 

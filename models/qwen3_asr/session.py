@@ -116,7 +116,8 @@ class Qwen3ASRSession(SteppedSession):
         adapter = self.recognizer.adapter
         return adapter.rows([row.item.robust for row in rows]) if adapter is not None else contextlib.nullcontext()
 
-    def prefill(self, rows: list[Row]) -> torch.Tensor:
+    def prefill(self, rows: list[Row], prepared: Sequence[Any] | None = None) -> torch.Tensor:
+        # Nothing is prepared ahead here (prepares_ahead is False): the prompt's prefill is most of the work.
         encoded = [self.recognizer.encode(row.item) for row in rows]
         lengths = [e["input_ids"].shape[1] for e in encoded]
         slots, columns = self.kv.open_join(lengths)

@@ -103,17 +103,30 @@ class WhisperSession(SteppedSession):
                               **{self._cache_arg: self._cache}).last_hidden_state
         return self.recognizer.model.proj_out(hidden[:, -1])
 
-    def prefill(self, rows: list[Row]) -> torch.Tensor:
+    prepares_ahead = True
+
+    def prepare_items(self, items: Sequence[RecognitionItem]) -> list[torch.Tensor]:
+        """Each item's encoder states [1, 1500, d]: the encoder reads nothing of the session, so it can run
+        ahead on another thread while the running rows step (app/engine/prefill_ahead.py)."""
+        recognizer = self.recognizer
+        return [recognizer.encode(recognizer.features([item])) for item in items]
+
+    def prefill(self, rows: list[Row], prepared: Sequence[Any] | None = None) -> torch.Tensor:
         """Scores after each row's prompt [n, V]. On a CPU one row at a time: a group's encoder states and
         cross-attention keys (n x 1500 x d each) leave the caches, and a group of 16 then costs 1.15-1.5x per
-        row (measured, AVX2); a row's numbers are the same either way (models/row_attention.py)."""
+        row (measured, AVX2); a row's numbers are the same either way (models/row_attention.py).
+        `prepared`: the rows' encoder states from `prepare_items`, when it ran ahead."""
         if self.kv.device.type == "cpu" and len(rows) > 1:
-            return torch.cat([self._prefill([row]) for row in rows])
-        return self._prefill(rows)
+            return torch.cat([self._prefill([row], None if prepared is None else [prepared[index]])
+                              for index, row in enumerate(rows)])
+        return self._prefill(rows, prepared)
 
-    def _prefill(self, rows: list[Row]) -> torch.Tensor:
+    def _prefill(self, rows: list[Row], prepared: Sequence[torch.Tensor] | None) -> torch.Tensor:
         recognizer, device = self.recognizer, self.kv.device
-        encoded = recognizer.encode(recognizer.features([row.item for row in rows]))  # [B, 1500, d]
+        if prepared is None:
+            encoded = recognizer.encode(recognizer.features([row.item for row in rows]))  # [B, 1500, d]
+        else:
+            encoded = torch.cat(list(prepared))
         lengths = [len(row.state["prefix"]) + recognizer.start_length for row in rows]
         slots, columns = self.kv.open_join(lengths)
         # Pass 1: <|startoftranscript|> alone, in the block's last column (pass 2 overwrites it).

@@ -5,6 +5,8 @@ and cross-attention's k, v, never the cross-attention's query (it reads another 
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from torch import nn
@@ -71,9 +73,45 @@ def test_a_new_input_is_recomputed_and_nothing_is_held_after_the_last_part():
     assert torch.equal(query, separate.attn.q_proj(first))
     shared = model.attn.q_proj.shared
     model.attn.q_proj(first), model.attn.k_proj(first), model.attn.v_proj(first)
-    assert shared._input is None and shared._output is None
+    assert shared._state.input is None and shared._state.output is None
     again = model.attn.q_proj(first)  # the same tensor again, after a complete pass: computed afresh
     assert torch.equal(again, separate.attn.q_proj(first))
+
+
+def test_two_threads_interleaving_their_projections_each_compute_their_own_product_once():
+    """The engine runs an encoder on two threads at once (app/engine/prefill_ahead.py). Order forced here:
+    A's query, B's query, A's key and value, B's key and value; each thread's parts come from its own input,
+    and each input's product is computed once (shared state would recompute it on every switch)."""
+    model = _Model()
+    fuse_projections(model, GROUPS, lambda name, linear: True)
+    separate = _separately_packed(_Model())
+    shared = model.attn.q_proj.shared
+    products = []
+    shared.packed.register_forward_hook(lambda module, args, out: products.append(args[0]))
+    inputs = [torch.randn(3, 64), torch.randn(3, 64)]
+    turns = [threading.Event() for _ in range(4)]  # A's query, B's query, A's rest, B's rest
+    got = {}
+
+    def project(index: int) -> None:
+        x, mine = inputs[index], turns[index::2]
+        assert mine[0].wait(timeout=30)
+        query = model.attn.q_proj(x)
+        turns[turns.index(mine[0]) + 1].set()
+        assert mine[1].wait(timeout=30)
+        got[index] = (query, model.attn.k_proj(x), model.attn.v_proj(x))
+        if index == 0:
+            turns[3].set()
+
+    threads = [threading.Thread(target=project, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    turns[0].set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(products) == 2
+    for index, x in enumerate(inputs):
+        expected = (separate.attn.q_proj(x), separate.attn.k_proj(x), separate.attn.v_proj(x))
+        assert all(torch.equal(a, b) for a, b in zip(got[index], expected))
 
 
 def test_the_whisper_plan_fuses_self_attention_and_cross_attention_keys_and_values():

@@ -71,6 +71,18 @@ def test_a_prefill_never_takes_more_than_the_free_rows_and_everything_when_it_al
     assert [value for value, _ in taken] == ["a/0", "b/0", "a/1", "a/2"]  # all of it, round-robin as before
 
 
+def test_while_rows_run_segments_that_prefill_ahead_join_in_shortest_order_up_to_the_room_ahead():
+    # the running row is 0.2 s from its end: inline, the waiting work would wait (first test above); ahead of
+    # it, a prefill costs the row nothing, so the shortest join, as many as there is room ahead for
+    queue = queue_of(("long", [30.0], 0.0), ("short", [1.0], 0.0), ("short2", [2.0], 0.0))
+    policy = ShortestFirst(aging=0.0)
+    taken = take_next(queue, policy, FIXED, running=[(1.0, 8)], free=8, max_audio=240.0, now=0.0, ahead=2)
+    assert [value for value, _ in taken] == ["short/0", "short2/0"]
+    assert take_next(queue, policy, FIXED, running=[(1.0, 8)], free=8, max_audio=240.0, now=0.0, ahead=0) is None
+    assert take_next(queue, policy, FIXED, running=[(1.0, 8)], free=0, max_audio=240.0, now=0.0, ahead=2) is None
+    assert queue.segments == 1
+
+
 def test_estimates_start_unmeasured_and_follow_what_the_engine_measures():
     estimate = WorkEstimate()
     assert estimate.prefill_segments(2.0, free=16) == 16  # no prefill measured yet: no budget guessed

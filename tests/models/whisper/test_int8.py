@@ -4,6 +4,8 @@ the fp32 WER bounds. FBGEMM's per-tensor scheme is checked to break the same pro
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import pytest
 
 from models.quantized import PackedLinear, kernels_missing
@@ -52,6 +54,29 @@ def test_tiny_int8_rows_joining_at_different_steps_equal_each_row_alone(tiny_int
     alone = [tiny_int8.recognize([item])[0] for item in items]
     assert_same_recognitions(_joined(tiny_int8, items, {0: [0], 2: [1, 2], 6: [3], 7: [4]}), alone)
     assert_same_recognitions(tiny_int8.recognize(items), alone)
+
+
+def test_tiny_int8_rows_prepared_on_two_threads_while_rows_step_equal_each_row_alone(tiny_int8):
+    """app/engine/prefill_ahead.py: encoders run on a helper thread while the session steps, and on the
+    stepping thread too (one model, two threads at once); rows that join with those states decode as alone."""
+    items = _items()
+    alone = [tiny_int8.recognize([item])[0] for item in items]
+    session, results = tiny_int8.open_session(len(items)), {}
+
+    def collect(updates) -> None:
+        results.update((update.key, update.result) for update in updates if update.result is not None)
+
+    collect(session.join([(0, items[0])]))
+    with concurrent.futures.ThreadPoolExecutor(1) as helper:
+        on_helper = helper.submit(session.prepare, items[1:3])
+        here = session.prepare(items[3:])  # the same encoder at the same time as the helper's
+        while session.running and not on_helper.done():
+            collect(session.step())
+        prepared = on_helper.result() + here
+    collect(session.join([(i, items[i]) for i in range(1, len(items))], prepared))
+    while session.running:
+        collect(session.step())
+    assert_same_recognitions([results[i] for i in range(len(items))], alone)
 
 
 def _human_english_wer(recognizer: WhisperRecognizer) -> float:
