@@ -119,7 +119,8 @@ class Settings(BaseSettings):
                                "second thread, one CPU thread each side, and join once it is done (app/engine/"
                                "prefill_ahead.py); 0 = every prefill runs inline on all threads.")
     max_batch_wait_ms: float = Field(25.0, ge=0, le=5000, description="When nothing is decoding: how long "
-                                     "the first arrival waits for others to join it.")
+                                     "the first arrival waits for others to join it (not where prefill runs "
+                                     "ahead: a CPU encodes one window at a time, so company saves nothing).")
     max_queue_audio_seconds: float = Field(1800.0, gt=0, description="Admission control: a request whose "
                                            "audio would push the queue past this gets 429 + Retry-After.")
     max_queue_segments: int = Field(1024, ge=1, description="Hard bound on queued segments.")

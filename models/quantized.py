@@ -131,7 +131,9 @@ class PackedLinear(nn.Module):
         # row gets the smallest normal float: it divides to zeros, and zeros times it give the bias.
         scale = torch.maximum(rows.amax(dim=1, keepdim=True), rows.amin(dim=1, keepdim=True).neg_())
         scale.clamp_(min=_SMALLEST_NORMAL)
-        spanned = torch.cat((rows / scale, self.anchor))  # [M + 1, in]: the rows in [-1, 1], the anchor
+        spanned = rows.new_empty((count + 1, self.in_features))  # [M + 1, in]: the rows in [-1, 1], the anchor
+        torch.div(rows, scale, out=spanned[:count])  # written in place: no second copy as cat would make
+        spanned[count] = self.anchor[0]
         out = torch.ops.quantized.linear_dynamic(spanned, self.packed, True)[:count]  # [M, out]
         if self.bias is None:
             return out.mul_(scale)

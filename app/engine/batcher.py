@@ -237,6 +237,10 @@ class Batcher:
         if not self._queue.segments:  # job segments alone: they join once synchronous work has been quiet
             await self._wait_quiet()
             return
+        if self._ahead is not None:
+            # A CPU session that prefills ahead encodes one window at a time, and later arrivals are encoded
+            # ahead while this one decodes: company saves nothing here, the wait would be pure latency.
+            return
         deadline = (self._queue.first_enqueued_at() or time.monotonic()) + self.limits.max_wait_seconds
         while (self._queue.segments < self.row_limit and self._queue.audio < self.limits.max_audio_seconds):
             remaining = deadline - time.monotonic()

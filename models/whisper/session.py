@@ -15,9 +15,11 @@ from typing import Any, Protocol
 import torch
 from transformers.cache_utils import EncoderDecoderCache
 
+from models import row_attention
 from models.decoding.kv_slots import KVSlots, LayerShape, cache_argument
 from models.decoding.session import Row, SteppedSession
 from models.recognition import Recognition, RecognitionItem
+from models.whisper.decode_step import decode_step
 from models.whisper.rules import WhisperRules
 
 
@@ -67,6 +69,8 @@ class WhisperSession(SteppedSession):
         self.max_positions = config.max_target_positions
         self._cache_arg = cache_argument(self.decoder)
         self._cache = EncoderDecoderCache(self.kv.cache, self.kv.cross_cache)
+        # Rows attend one by one (models.row_attention): steps run models.whisper.decode_step, the same calls.
+        self.written_out = config._attn_implementation == row_attention.NAME
 
     def row_bytes(self) -> int:
         return self.kv.bytes_per_row(self.max_positions)
@@ -157,6 +161,8 @@ class WhisperSession(SteppedSession):
 
     def decode(self, rows: list[Row], tokens: torch.Tensor, positions: torch.Tensor,
                mask: torch.Tensor) -> torch.Tensor:
+        if self.written_out:  # the packed CPU path: the step without transformers' plumbing
+            return self.recognizer.model.proj_out(decode_step(self.decoder, self.kv, tokens, positions, mask)[:, -1])
         # Cross-attention reads the slots; the decoder only needs to be told that there is an encoder.
         placeholder = torch.zeros((len(rows), 1, self.recognizer.model.config.d_model), dtype=self.kv.dtype,
                                   device=self.kv.device)

@@ -25,10 +25,10 @@ from tests.fakes import FakeRecognizer, FakeRouter, SteppingRecognizer, tone
 LONG = 12.0  # "base 12.0s" + 12 dots: 22 steps
 
 
-def make(recognizer: SteppingRecognizer, capacity: int = 2, ahead_on: bool | None = True):
+def make(recognizer: SteppingRecognizer, capacity: int = 2, ahead_on: bool | None = True, wait: float = 0.0):
     metrics = Metrics()
     pipeline = Pipeline(recognizer, FakeRouter(), guards=GuardConfig(enabled=False))  # fake texts repeat dots
-    limits = BatchLimits(max_items=8, max_wait_seconds=0.0, prefill_ahead=capacity)
+    limits = BatchLimits(max_items=8, max_wait_seconds=wait, prefill_ahead=capacity)
     return Batcher(pipeline, limits, metrics, threads=2, ahead_on=ahead_on), metrics
 
 
@@ -142,6 +142,18 @@ def test_stop_while_a_segment_is_prepared_answers_every_request_once():
 
     long, short = asyncio.run(scenario())
     assert long.text.startswith("base 12.0s") and isinstance(short, NotReady)
+
+
+def test_where_prefill_runs_ahead_a_lone_arrival_does_not_wait_for_company():
+    async def scenario():
+        batcher, metrics = make(SteppingRecognizer(prepares_ahead=True), wait=30.0)
+        batcher.start()
+        result = await asyncio.wait_for(batcher.submit("r", [SegmentJob(audio=tone(1.0))])[0], timeout=10.0)
+        await batcher.stop()
+        return result, metrics
+
+    result, metrics = asyncio.run(scenario())
+    assert result.text == "base 1.0s." and sample(metrics, "asr_queue_wait_seconds_sum") < 10.0
 
 
 @pytest.mark.parametrize(("recognizer", "ahead_on", "expected"), [

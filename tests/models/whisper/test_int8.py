@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 
 import pytest
+import torch
 
 from models.quantized import PackedLinear, kernels_missing
 from models.recognition import RecognitionItem
@@ -77,6 +78,25 @@ def test_tiny_int8_rows_prepared_on_two_threads_while_rows_step_equal_each_row_a
     while session.running:
         collect(session.step())
     assert_same_recognitions([results[i] for i in range(len(items))], alone)
+
+
+def test_tiny_int8_steps_written_out_give_the_transformers_forward_passs_scores_bit_for_bit(tiny_int8):
+    """models.whisper.decode_step against the decoder's own forward pass, rows joining at different steps."""
+    items, schedule = _items(), {0: [0, 1], 3: [2], 5: [3, 4]}
+    scores = {}
+    for written_out in (True, False):
+        session = tiny_int8.open_session(len(items))
+        assert session.written_out  # int8 attends row by row: the written-out step is the default
+        session.written_out, recorded, decode = written_out, [], session.decode
+        session.decode = lambda *args, decode=decode, recorded=recorded: recorded.append(decode(*args)) or recorded[-1]
+        step = 0
+        while step <= max(schedule) or session.running:
+            session.join([(i, items[i]) for i in schedule.get(step, [])])
+            session.step()
+            step += 1
+        scores[written_out] = recorded
+    assert len(scores[True]) == len(scores[False]) > 10
+    assert all(torch.equal(mine, theirs) for mine, theirs in zip(scores[True], scores[False]))
 
 
 def _human_english_wer(recognizer: WhisperRecognizer) -> float:
