@@ -53,7 +53,7 @@ class BatchLimits:
     engine: Literal["continuous", "static"] = "continuous"
     job_lane: JobLaneLimits = field(default_factory=JobLaneLimits)  # background jobs (app/engine/job_lane.py)
     shortest_first: ShortestFirst = field(default_factory=ShortestFirst)  # continuous: app/engine/shortest_first.py
-    prefill_ahead: int = 4  # continuous, CPU: segments whose encoder may run ahead (app/engine/prefill_ahead.py)
+    prefill_ahead: int = 0  # continuous, CPU: segments whose encoder may run ahead (app/engine/prefill_ahead.py)
 
 
 class Batcher:
