@@ -105,6 +105,7 @@ class SteppingRecognizer:
     prepare_gate: threading.Event | None = None
     fail_prepare: Callable[[Sequence[RecognitionItem]], Exception | None] | None = None
     prepared_on: list[str] = field(default_factory=list)  # thread name of every prepare call
+    prepare_order: list[float] = field(default_factory=list)  # the first item's seconds of every prepare call
     prepared: list[list | None] = field(default_factory=list)
     joins: list[list[RecognitionItem]] = field(default_factory=list)
     steps: list[list] = field(default_factory=list)  # the running keys of every step
@@ -144,6 +145,7 @@ class FakeSession:
 
     def prepare(self, items):
         self.owner.prepared_on.append(threading.current_thread().name)
+        self.owner.prepare_order.append(round(items[0].duration, 1))
         if self.owner.prepare_gate is not None:
             assert self.owner.prepare_gate.wait(timeout=30), "test never released the prepare gate"
         if self.owner.fail_prepare is not None and (error := self.owner.fail_prepare(items)):

@@ -33,7 +33,7 @@ from app.engine.job_lane import JobLane, JobLaneLimits
 from app.engine.pending import Lane, Pending
 from app.engine.pipeline import Pipeline, SegmentJob, SegmentResult
 from app.engine.prefill_ahead import prefill_ahead_for
-from app.engine.shortest_first import ShortestFirst, WorkEstimate, take_next
+from app.engine.shortest_first import ShortestFirst, WorkEstimate, overtaken, take_next
 from app.errors import InferenceFailed, NotReady, Overloaded
 from app.metrics import Metrics
 from models.recognition import DecodeSession, open_session
@@ -282,10 +282,22 @@ class Batcher:
         policy = self.limits.shortest_first
         if self.limits.engine == "static" or not policy.enabled or not self._queue.segments:
             return self._queue.take(free, self.limits.max_audio_seconds)
+        if self._ahead is not None and self._running:
+            self._hand_back_overtaken(now)
         running = [(p.job.seconds, p.tokens) for key in self._running if (p := self._live.get(key)) is not None]
         ahead = None if self._ahead is None else self._ahead.capacity - self._preparing
         return take_next(self._queue, policy, self._estimate, running, free, self.limits.max_audio_seconds, now,
                          ahead)
+
+    def _hand_back_overtaken(self, now: float) -> None:
+        """Segments ahead whose encoder has not started and that shorter queued work should go before: back to
+        the queue (app/engine/prefill_ahead.py)."""
+        unstarted = [(key, p.job.seconds, p.enqueued_at) for key in self._ahead.unstarted()
+                     if (p := self._live.get(key)) is not None]
+        keys = overtaken(self._queue, self.limits.shortest_first, self._estimate, unstarted, now)
+        for key in self._ahead.hand_back(keys):
+            self._requeue(key)
+            self._preparing -= 1
 
     def _sync_present(self) -> bool:
         return bool(self._queue.segments) or len(self._running) > len(self._jobs.running)

@@ -15,8 +15,11 @@ inference thread at the next iteration. With nothing running and nothing ahead, 
 CPU thread as before, so a lone request's latency is unchanged. With nothing to step, the inference thread
 takes a prepared-ahead segment that has not started yet and encodes it itself, so both cores keep working.
 
-Every submitted segment comes back exactly once from `ready()` or `take_unstarted()`, or is dropped by
-`drop()` (its request was cancelled); `close()` abandons what has not started.
+Segments ahead are not fixed in place: when shorter work arrives, the ones whose encoder has not started go
+back to the queue (`hand_back`; app.engine.shortest_first.overtaken), so a short clip waits for at most the
+encoders already running. Every submitted segment comes back exactly once from `ready()` or
+`take_unstarted()`, or is withdrawn by `hand_back()` or `drop()` (its request was cancelled); `close()` abandons
+what has not started.
 """
 
 from __future__ import annotations
@@ -67,6 +70,21 @@ class PrefillAhead:
 
     def keys(self) -> list[int]:
         return list(self._waiting)
+
+    def unstarted(self) -> list[int]:
+        """Keys whose preparation has not started, in submission order (the helper may start one meanwhile)."""
+        return [key for key, (_, future) in self._waiting.items() if not future.running() and not future.done()]
+
+    def hand_back(self, keys: Iterable[int]) -> list[int]:
+        """Withdraw these segments if their preparation has not started (they go back to the queue: shorter
+        work arrived); returns the keys withdrawn."""
+        withdrawn = []
+        for key in keys:
+            entry = self._waiting.get(key)
+            if entry is not None and entry[1].cancel():
+                del self._waiting[key]
+                withdrawn.append(key)
+        return withdrawn
 
     def submit(self, entries: Iterable[tuple[int, Any]]) -> None:
         """Start preparing each (key, routed job), in order."""

@@ -101,6 +101,23 @@ def should_prefill(estimate: WorkEstimate, best_queued: float | None, running_re
     return len(running_remaining) * estimate.prefill_seconds < shortest
 
 
+def aged_work(policy: ShortestFirst, estimate: WorkEstimate, seconds: float, enqueued_at: float, now: float) -> float:
+    """A waiting segment's work less its aging credit: the order among waiting requests."""
+    return estimate.segment_work(seconds) - policy.aging * (now - enqueued_at)
+
+
+def overtaken(queue: FairQueue, policy: ShortestFirst, estimate: WorkEstimate,
+              unstarted: Sequence[tuple[Any, float, float]], now: float) -> list[Any]:
+    """Of the segments admitted ahead whose encoder has not started ((key, seconds, enqueued_at)), those that a
+    queued segment should go before: more aged work than the best queued one. They go back to the queue, so
+    a short clip is not kept waiting behind long segments ahead (app/engine/prefill_ahead.py)."""
+    best = queue.lowest(lambda entries: aged_work(policy, estimate, entries[0].seconds, entries[0].enqueued_at, now))
+    if best is None:
+        return []
+    return [key for key, seconds, enqueued_at in unstarted
+            if aged_work(policy, estimate, seconds, enqueued_at, now) > best]
+
+
 def take_next(queue: FairQueue, policy: ShortestFirst, estimate: WorkEstimate, running: Sequence[tuple[float, int]],
               free: int, max_audio: float, now: float, ahead: int | None = None) -> list[tuple[Any, float]] | None:
     """The segments that join now, or None: the running rows (audio seconds, tokens so far) step first.
@@ -109,8 +126,8 @@ def take_next(queue: FairQueue, policy: ShortestFirst, estimate: WorkEstimate, r
     def work(entries: Sequence[Any]) -> float:  # the request's next segment
         return estimate.segment_work(entries[0].seconds)
 
-    def aged(entries: Sequence[Any]) -> float:  # less its aging credit: the order among waiting requests
-        return work(entries) - policy.aging * (now - entries[0].enqueued_at)
+    def aged(entries: Sequence[Any]) -> float:
+        return aged_work(policy, estimate, entries[0].seconds, entries[0].enqueued_at, now)
 
     if ahead is not None and running:
         count = min(ahead, free)

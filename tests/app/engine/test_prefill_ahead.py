@@ -128,6 +128,30 @@ def test_a_failed_preparation_fails_its_request_alone_and_a_cancelled_one_never_
     assert 3 not in joined and 2 not in joined
 
 
+def test_a_short_clip_arriving_behind_long_segments_ahead_goes_before_those_not_started():
+    async def scenario():
+        recognizer, pace, gate = paced()
+        batcher, _ = make(recognizer, capacity=3)
+        batcher.start()
+        long = batcher.submit("long", [SegmentJob(audio=tone(LONG))])[0]
+        await steps_taken(recognizer, pace, 1)
+        waiting = [batcher.submit(f"l{i}", [SegmentJob(audio=tone(20.0))])[0] for i in range(3)]
+        await steps_taken(recognizer, pace, 1)
+        await wait_until(lambda: recognizer.prepared_on)  # one 20 s segment on the helper, two not started
+        short = batcher.submit("short", [SegmentJob(audio=tone(1.0))])[0]
+        await steps_taken(recognizer, pace, 1)  # the next admission hands the two back and takes the short first
+        gate.set()
+        pace.release(1000)
+        results = await asyncio.gather(long, short, *waiting)
+        await batcher.stop()
+        return recognizer, results
+
+    recognizer, results = asyncio.run(scenario())
+    assert recognizer.prepare_order[0] == 20.0 and recognizer.prepare_order.index(1.0) == 1
+    assert sorted(recognizer.prepare_order) == [1.0, 20.0, 20.0, 20.0]  # each prepared once
+    assert [r.text for r in results[1:]] == ["base 1.0s."] + ["base 20.0s" + "." * 20] * 3
+
+
 def test_stop_while_a_segment_is_prepared_answers_every_request_once():
     async def scenario():
         recognizer, pace, gate = paced()

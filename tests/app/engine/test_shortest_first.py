@@ -83,6 +83,17 @@ def test_while_rows_run_segments_that_prefill_ahead_join_in_shortest_order_up_to
     assert queue.segments == 1
 
 
+def test_segments_ahead_not_started_are_overtaken_by_shorter_aged_work_in_the_queue():
+    from app.engine.shortest_first import overtaken
+
+    queue = queue_of(("short", [1.0], 10.0))  # 2 s of work
+    unstarted = [("long", 30.0, 10.0), ("medium", 1.5, 10.0), ("old", 30.0, 0.0)]  # 31, 2.5 and 31 s of work
+    assert overtaken(queue, ShortestFirst(aging=0.0), FIXED, unstarted, now=10.0) == ["long", "medium", "old"]
+    # aged: 'old' waited 10 s longer, so at aging 3 its 31 s count as 1 s: it keeps its place
+    assert overtaken(queue, ShortestFirst(aging=3.0), FIXED, unstarted, now=10.0) == ["long", "medium"]
+    assert overtaken(queue_of(), ShortestFirst(), FIXED, unstarted, now=10.0) == []
+
+
 def test_estimates_start_unmeasured_and_follow_what_the_engine_measures():
     estimate = WorkEstimate()
     assert estimate.prefill_segments(2.0, free=16) == 16  # no prefill measured yet: no budget guessed
