@@ -114,12 +114,11 @@ class Settings(BaseSettings):
     max_prefill_seconds: float = Field(2.0, gt=0, description="Shortest-first: expected prefill (measured per "
                                        "segment as the service runs) joining in one iteration, at least one "
                                        "segment.")
-    prefill_ahead: int = Field(0, ge=0, le=16, description="Continuous engine on a CPU with 2+ threads: while rows "
+    prefill_ahead: int = Field(4, ge=0, le=16, description="Continuous engine on a CPU with 2+ threads: while rows "
                                "decode, up to this many joining segments have their audio encoder run ahead on a "
                                "second thread, one CPU thread each side, and join once it is done (app/engine/"
-                               "prefill_ahead.py); 0 = off, every prefill runs inline on all threads. Opt-in: 4 "
-                               "gave 1.2-1.3x the throughput at 16 clients, but a short clip behind long files "
-                               "then waits for the encoders already ahead (README: Prefill ahead).")
+                               "prefill_ahead.py); shorter work arriving sends the ones not started back to the "
+                               "queue. 0 = off: every prefill runs inline on all threads.")
     max_batch_wait_ms: float = Field(25.0, ge=0, le=5000, description="When nothing is decoding: how long "
                                      "the first arrival waits for others to join it (not where prefill runs "
                                      "ahead: a CPU encodes one window at a time, so company saves nothing).")

@@ -53,7 +53,7 @@ class BatchLimits:
     engine: Literal["continuous", "static"] = "continuous"
     job_lane: JobLaneLimits = field(default_factory=JobLaneLimits)  # background jobs (app/engine/job_lane.py)
     shortest_first: ShortestFirst = field(default_factory=ShortestFirst)  # continuous: app/engine/shortest_first.py
-    prefill_ahead: int = 0  # continuous, CPU: segments whose encoder may run ahead (app/engine/prefill_ahead.py)
+    prefill_ahead: int = 4  # continuous, CPU: segments whose encoder may run ahead (app/engine/prefill_ahead.py)
 
 
 class Batcher:
@@ -215,7 +215,7 @@ class Batcher:
             started = time.perf_counter()
             try:
                 it = await loop.run_in_executor(self._executor, self._engine.iterate, cancel,
-                                                [(p.key, p.job) for p in admitted], step)
+                                                [(p.key, p.routed or p.job) for p in admitted], step)
             except asyncio.CancelledError:  # stop() during an iteration: stop() answers every request
                 raise
             except Exception as exc:  # the engine itself failed: fail what it held, keep the worker
@@ -296,7 +296,9 @@ class Batcher:
                      if (p := self._live.get(key)) is not None]
         keys = overtaken(self._queue, self.limits.shortest_first, self._estimate, unstarted, now)
         for key in self._ahead.hand_back(keys):
+            routed = self._live[key].routed
             self._requeue(key)
+            self._live[key].routed = routed  # its route stands: not scored again when it is taken again
             self._preparing -= 1
 
     def _sync_present(self) -> bool:

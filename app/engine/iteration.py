@@ -113,14 +113,18 @@ class Engine:
             self._threads_now = count
 
     # --- joining -------------------------------------------------------------------------------------
-    def _admit(self, admit: Sequence[tuple[int, SegmentJob]], it: Iteration) -> None:
-        started = time.perf_counter()
-        try:
-            routed = self.pipeline.route([job for _, job in admit])
-        except Exception:  # noqa: BLE001 - one segment's decision failed (its language, say): decide each alone
-            routed = self._route_one_by_one(admit, it)
-        it.router_seconds = time.perf_counter() - started
-        entries = [(key, r) for (key, _), r in zip(admit, routed) if r is not None]
+    def _admit(self, admit: Sequence[tuple[int, SegmentJob | RoutedJob]], it: Iteration) -> None:
+        """`admit`: new segments, and segments that were routed before (handed back from ahead: not again)."""
+        fresh = [(key, job) for key, job in admit if not isinstance(job, RoutedJob)]
+        decided = {key: job for key, job in admit if isinstance(job, RoutedJob)}
+        if fresh:
+            started = time.perf_counter()
+            try:
+                decided.update(zip([key for key, _ in fresh], self.pipeline.route([job for _, job in fresh])))
+            except Exception:  # noqa: BLE001 - one segment's decision failed (its language, say): each alone
+                decided.update(zip([key for key, _ in fresh], self._route_one_by_one(fresh, it)))
+            it.router_seconds = time.perf_counter() - started
+        entries = [(key, decided[key]) for key, _ in admit if decided[key] is not None]
         it.routed.update(entries)
         if self.ahead is not None and (self.session.running or self.ahead.in_flight):
             self.ahead.submit(entries)  # joins at a later iteration, once its encoder has run

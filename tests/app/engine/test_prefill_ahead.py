@@ -144,11 +144,12 @@ def test_a_short_clip_arriving_behind_long_segments_ahead_goes_before_those_not_
         pace.release(1000)
         results = await asyncio.gather(long, short, *waiting)
         await batcher.stop()
-        return recognizer, results
+        return recognizer, results, batcher.pipeline.scorer.calls
 
-    recognizer, results = asyncio.run(scenario())
+    recognizer, results, scored = asyncio.run(scenario())
     assert recognizer.prepare_order[0] == 20.0 and recognizer.prepare_order.index(1.0) == 1
     assert sorted(recognizer.prepare_order) == [1.0, 20.0, 20.0, 20.0]  # each prepared once
+    assert sum(scored) == 5  # each segment routed once: the ones handed back keep their route
     assert [r.text for r in results[1:]] == ["base 1.0s."] + ["base 20.0s" + "." * 20] * 3
 
 
