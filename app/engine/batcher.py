@@ -283,23 +283,25 @@ class Batcher:
         if self.limits.engine == "static" or not policy.enabled or not self._queue.segments:
             return self._queue.take(free, self.limits.max_audio_seconds)
         if self._ahead is not None and self._running:
-            self._hand_back_overtaken(now)
+            free += self._hand_back_overtaken(now)  # their rows are free again
         running = [(p.job.seconds, p.tokens) for key in self._running if (p := self._live.get(key)) is not None]
         ahead = None if self._ahead is None else self._ahead.capacity - self._preparing
         return take_next(self._queue, policy, self._estimate, running, free, self.limits.max_audio_seconds, now,
                          ahead)
 
-    def _hand_back_overtaken(self, now: float) -> None:
+    def _hand_back_overtaken(self, now: float) -> int:
         """Segments ahead whose encoder has not started and that shorter queued work should go before: back to
-        the queue (app/engine/prefill_ahead.py)."""
+        the queue (app/engine/prefill_ahead.py). Returns how many went back."""
         unstarted = [(key, p.job.seconds, p.enqueued_at) for key in self._ahead.unstarted()
                      if (p := self._live.get(key)) is not None]
         keys = overtaken(self._queue, self.limits.shortest_first, self._estimate, unstarted, now)
-        for key in self._ahead.hand_back(keys):
+        handed = self._ahead.hand_back(keys)
+        for key in handed:
             routed = self._live[key].routed
             self._requeue(key)
             self._live[key].routed = routed  # its route stands: not scored again when it is taken again
-            self._preparing -= 1
+        self._preparing -= len(handed)
+        return len(handed)
 
     def _sync_present(self) -> bool:
         return bool(self._queue.segments) or len(self._running) > len(self._jobs.running)
