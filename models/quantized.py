@@ -91,8 +91,8 @@ class PackedLinear(nn.Module):
         self.in_features, self.out_features, self.kind = in_features, out_features, kind
         self.packed = packed
         self.register_buffer("bias", bias)
-        anchor = torch.zeros(1, in_features)  # [1, in]
-        anchor[0, 0], anchor[0, 1] = -1.0, 1.0  # fixes the batch's min and max: see the module docstring
+        anchor = torch.zeros(in_features)
+        anchor[0], anchor[1] = -1.0, 1.0  # fixes the batch's min and max: see the module docstring
         self.register_buffer("anchor", anchor, persistent=False)
 
     @classmethod
@@ -133,7 +133,7 @@ class PackedLinear(nn.Module):
         scale.clamp_(min=_SMALLEST_NORMAL)
         spanned = rows.new_empty((count + 1, self.in_features))  # [M + 1, in]: the rows in [-1, 1], the anchor
         torch.div(rows, scale, out=spanned[:count])  # written in place: no second copy as cat would make
-        spanned[count] = self.anchor[0]
+        spanned[count] = self.anchor
         out = torch.ops.quantized.linear_dynamic(spanned, self.packed, True)[:count]  # [M, out]
         if self.bias is None:
             return out.mul_(scale)

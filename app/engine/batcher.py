@@ -75,7 +75,6 @@ class Batcher:
                                         else 0)
         self._engine = Engine(pipeline, self._session, group_by_length=limits.engine == "continuous",
                               ahead=self._ahead, threads=threads)
-        self._preparing = 0  # segments whose encoder runs ahead (after the last iteration)
         self.row_limit = self._rows_allowed()
         self._queue: FairQueue[int] = FairQueue(on_change=self._queue_changed)
         self._jobs = JobLane(limits.job_lane, FairQueue(on_change=self._queue_changed))
@@ -285,7 +284,8 @@ class Batcher:
         if self._ahead is not None and self._running:
             free += self._hand_back_overtaken(now)  # their rows are free again
         running = [(p.job.seconds, p.tokens) for key in self._running if (p := self._live.get(key)) is not None]
-        ahead = None if self._ahead is None else self._ahead.capacity - self._preparing
+        # Read between iterations, when only the batcher touches it (the helper thread only computes).
+        ahead = None if self._ahead is None else self._ahead.capacity - self._ahead.in_flight
         return take_next(self._queue, policy, self._estimate, running, free, self.limits.max_audio_seconds, now,
                          ahead)
 
@@ -300,7 +300,6 @@ class Batcher:
             routed = self._live[key].routed
             self._requeue(key)
             self._live[key].routed = routed  # its route stands: not scored again when it is taken again
-        self._preparing -= len(handed)
         return len(handed)
 
     def _sync_present(self) -> bool:
@@ -335,7 +334,6 @@ class Batcher:
                     self._jobs.joined(key)
         record_iteration(self.metrics, it, elapsed)
         self._estimate.observe_iteration(it.inline_joined, it.inline_prefill_seconds, it.step_seconds)
-        self._preparing = it.preparing
         completed_audio = 0.0
         for update in it.updates:
             pending = self._live.get(update.key)

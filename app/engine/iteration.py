@@ -46,7 +46,6 @@ class Iteration:
     step_seconds: float = 0.0
     align_seconds: float = 0.0
     running: int = 0  # rows running after the iteration
-    preparing: int = 0  # segments admitted whose encoder runs ahead (not running yet)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -98,7 +97,6 @@ class Engine:
         self._align(it)
         self._forget(update.key for update in it.updates if update.result is not None)
         it.running = self.session.running
-        it.preparing = self.ahead.in_flight if self.ahead is not None else 0
         return it
 
     def reset(self) -> None:

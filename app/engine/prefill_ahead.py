@@ -25,8 +25,9 @@ what has not started.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,6 +53,15 @@ def _timed_prepare(session: Preparer, item: Any) -> tuple[Any, float]:
     started = time.perf_counter()
     state = session.prepare([item])[0]
     return state, time.perf_counter() - started
+
+
+def _outcome(key: int, job: Any, compute: Callable[[], tuple[Any, float]]) -> Prepared:
+    """`compute()`'s (state, seconds) as a Prepared, or the exception it raised (this segment fails alone)."""
+    try:
+        state, seconds = compute()
+    except Exception as exc:  # noqa: BLE001 - the engine answers this segment with the error
+        return Prepared(key, job, error=exc)
+    return Prepared(key, job, state, seconds=seconds)
 
 
 class PrefillAhead:
@@ -101,11 +111,7 @@ class PrefillAhead:
         for key, (job, future) in list(self._waiting.items()):
             if future.cancel():
                 del self._waiting[key]
-                try:
-                    state, seconds = _timed_prepare(self.session, job.item)
-                except Exception as exc:  # noqa: BLE001 - this segment fails alone (the engine answers it)
-                    return Prepared(key, job, error=exc)
-                return Prepared(key, job, state, seconds=seconds)
+                return _outcome(key, job, functools.partial(_timed_prepare, self.session, job.item))
         return None
 
     def wait(self, timeout: float) -> None:
@@ -126,11 +132,7 @@ class PrefillAhead:
 
     def _result(self, key: int) -> Prepared:
         job, future = self._waiting.pop(key)
-        try:
-            state, seconds = future.result()
-        except Exception as exc:  # noqa: BLE001 - this segment fails alone (the engine answers it)
-            return Prepared(key, job, error=exc)
-        return Prepared(key, job, state, seconds=seconds)
+        return _outcome(key, job, future.result)
 
 
 def prefill_ahead_for(session: object, capacity: int) -> PrefillAhead | None:
