@@ -21,8 +21,10 @@ from models.row_attention import row_attention_forward
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """[n, 1, d] -> [n, heads, 1, d / heads], contiguous (as WhisperAttention lays out its states)."""
-    return x.view(x.shape[0], 1, heads, -1).transpose(1, 2).contiguous()
+    """[n, 1, d] -> [n, heads, 1, d / heads]: the same numbers as WhisperAttention's contiguous copy, as a view
+    (with one token per row the head axis needs no reordering; a fused projection's columns stay strided,
+    and the cache copies them into its slots)."""
+    return x.view(x.shape[0], 1, heads, -1).transpose(1, 2)
 
 
 def _attend(attention: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from models import row_attention
 from models.decoding.routed import RoutedSession, per_route
 from models.decoding.session import decode_all
 from models.linear_plans import pack_whisper
 from models.recognition import SAMPLE_RATE, Recognition, RecognitionItem, TimedText
+from models.whisper.encode import encode_window
 from models.whisper.rules import split_segments
 from models.whisper.session import WhisperSession
 
@@ -121,9 +123,13 @@ class WhisperRecognizer:
         per window at B=16 (Whisper base / tiny.en, AVX2, measured); a window's states are the same numbers
         either way. On an accelerator the batch runs as one call."""
         encoder = self.model.model.encoder
-        if self.device.type != "cpu" or len(features) == 1:
+        if self.device.type != "cpu":
             return encoder(features).last_hidden_state
-        return torch.cat([encoder(features[index:index + 1]).last_hidden_state for index in range(len(features))])
+        # The packed CPU path attends row by row: there the written-out window (models.whisper.encode) gives
+        # the same numbers without the per-head copies.
+        window = encode_window if self.model.config._attn_implementation == row_attention.NAME else (
+            lambda encoder, one: encoder(one).last_hidden_state)
+        return torch.cat([window(encoder, features[index:index + 1]) for index in range(len(features))])
 
     def first_step(self, items: Sequence[RecognitionItem], logits: torch.Tensor) -> tuple[list[str], list[float]]:
         """From the scores after <|startoftranscript|> [B, V]: language per row (given or detected) and

@@ -3,8 +3,12 @@
 Prefill of a group of new rows: the encoder on their 30 s windows; one decoder pass on <|startoftranscript|>
 alone (language detection and P(<|nospeech|>), as transformers' and openai's Whisper do, and it fills the
 rows' cross-attention slots); then the decoder over each row's prompt ([<|startofprev|> context] SOT
-[language transcribe]), left-padded. A decode step runs the decoder on one token per running row, with
-cross-attention read from the slots. Rules and segments: models.whisper.rules.
+[language transcribe]), left-padded. Where every row of the group knows its language and has no context,
+the prompt is known before the first pass, and one pass does both: P(<|nospeech|>) is read at the SOT
+position of the prompt pass, which sees SOT alone there as the first pass would (causal attention), so the
+numbers are the same and a decoder pass is saved (~14 ms per segment for Whisper base on a 2-core CPU).
+A decode step runs the decoder on one token per running row, with cross-attention read from the slots.
+Rules and segments: models.whisper.rules.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class RowSource(Protocol):
     dtype: torch.dtype
     max_new_tokens: int
     sot: int
+    multilingual: bool  # False: one language, known before the first pass
 
     @property
     def start_length(self) -> int: ...
@@ -100,12 +105,21 @@ class WhisperSession(SteppedSession):
     # --- forward passes ------------------------------------------------------------------------------
     def _decoder(self, tokens: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
                  encoder_states: torch.Tensor, fill_cross: bool) -> torch.Tensor:
-        """Scores at each row's last position [n, V]; `fill_cross`: compute and store cross-attention."""
+        """Hidden states after the final layer norm [n, T, d]; `fill_cross`: compute and store
+        cross-attention."""
         self._cache.is_updated = dict.fromkeys(range(len(self.decoder.layers)), not fill_cross)
-        hidden = self.decoder(input_ids=tokens, attention_mask=mask, encoder_hidden_states=encoder_states,
-                              position_ids=positions, use_cache=True,
-                              **{self._cache_arg: self._cache}).last_hidden_state
-        return self.recognizer.model.proj_out(hidden[:, -1])
+        return self.decoder(input_ids=tokens, attention_mask=mask, encoder_hidden_states=encoder_states,
+                            position_ids=positions, use_cache=True, **{self._cache_arg: self._cache}).last_hidden_state
+
+    def _known_languages(self, rows: list[Row]) -> list[str] | None:
+        """The rows' languages when every row's prompt is known before the first pass (language given or
+        one-language model, and no context before SOT); else None."""
+        if any(row.state["prefix"] for row in rows):
+            return None
+        if not self.recognizer.multilingual:
+            return ["en"] * len(rows)
+        languages = [row.item.language for row in rows]
+        return None if None in languages else languages
 
     prepares_ahead = True
 
@@ -133,23 +147,26 @@ class WhisperSession(SteppedSession):
             encoded = torch.cat(list(prepared))
         lengths = [len(row.state["prefix"]) + recognizer.start_length for row in rows]
         slots, columns = self.kv.open_join(lengths)
-        # Pass 1: <|startoftranscript|> alone, in the block's last column (pass 2 overwrites it).
-        self.kv.point(slots, slice(columns.stop - 1, columns.stop), slice(columns.stop - 1, columns.stop))
-        count = len(rows)
-        first = self._decoder(torch.full((count, 1), recognizer.sot, device=device),
-                              torch.zeros((count, 1), dtype=torch.long, device=device),
-                              torch.ones((count, 1, 1, 1), dtype=torch.bool, device=device), encoded, True)
-        languages, no_speech = recognizer.first_step([row.item for row in rows], first)
-        prompts = [row.state["prefix"] + recognizer.start_tokens(language) for row, language in zip(rows, languages)]
-        # Pass 2: every row's prompt, left-padded, cross-attention from the slots.
+        items = [row.item for row in rows]
+        known = self._known_languages(rows)
+        if known is None:  # Pass 1: <|startoftranscript|> alone, in the block's last column (pass 2 overwrites it)
+            self.kv.point(slots, slice(columns.stop - 1, columns.stop), slice(columns.stop - 1, columns.stop))
+            count = len(rows)
+            hidden = self._decoder(torch.full((count, 1), recognizer.sot, device=device),
+                                   torch.zeros((count, 1), dtype=torch.long, device=device),
+                                   torch.ones((count, 1, 1, 1), dtype=torch.bool, device=device), encoded, True)
+            languages, no_speech = recognizer.first_step(items, recognizer.model.proj_out(hidden[:, -1]))
+        prompts = [row.state["prefix"] + recognizer.start_tokens(language)
+                   for row, language in zip(rows, languages if known is None else known)]
+        # Pass 2 (the only one when the prompts were known): every row's prompt, left-padded.
         self.kv.point(slots, columns, columns)
-        width = max(lengths)
-        tokens = torch.full((count, width), self.rules_.eot, dtype=torch.long, device=device)
-        positions = torch.zeros((count, width), dtype=torch.long, device=device)
-        for index, prompt in enumerate(prompts):
-            tokens[index, width - len(prompt):] = torch.tensor(prompt, device=device)
-            positions[index, width - len(prompt):] = torch.arange(len(prompt), device=device)
-        scores = self._decoder(tokens, positions, KVSlots.prefill_mask(lengths, device), encoded, False)
+        tokens, positions = self._prompt_tensors(prompts)
+        hidden = self._decoder(tokens, positions, KVSlots.prefill_mask(lengths, device), encoded, known is not None)
+        if known is not None:  # SOT opens each prompt (no context): its position is the first real one
+            starts = torch.tensor([tokens.shape[1] - len(prompt) for prompt in prompts], device=device)
+            sot_hidden = hidden[torch.arange(len(rows), device=device), starts]  # [n, d]
+            languages, no_speech = recognizer.first_step(items, recognizer.model.proj_out(sot_hidden))
+        scores = recognizer.model.proj_out(hidden[:, -1])
         self.kv.commit_join(lengths)
         for index, (row, prompt, language, p_none) in enumerate(zip(rows, prompts, languages, no_speech)):
             row.position = len(prompt)
@@ -159,6 +176,16 @@ class WhisperSession(SteppedSession):
                 row.state["encoded"] = encoded[index].clone()
         return scores
 
+    def _prompt_tensors(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens and positions [n, width] of left-padded prompts."""
+        device, width = self.kv.device, max(len(prompt) for prompt in prompts)
+        tokens = torch.full((len(prompts), width), self.rules_.eot, dtype=torch.long, device=device)
+        positions = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
+        for index, prompt in enumerate(prompts):
+            tokens[index, width - len(prompt):] = torch.tensor(prompt, device=device)
+            positions[index, width - len(prompt):] = torch.arange(len(prompt), device=device)
+        return tokens, positions
+
     def decode(self, rows: list[Row], tokens: torch.Tensor, positions: torch.Tensor,
                mask: torch.Tensor) -> torch.Tensor:
         if self.written_out:  # the packed CPU path: the step without transformers' plumbing
@@ -166,4 +193,4 @@ class WhisperSession(SteppedSession):
         # Cross-attention reads the slots; the decoder only needs to be told that there is an encoder.
         placeholder = torch.zeros((len(rows), 1, self.recognizer.model.config.d_model), dtype=self.kv.dtype,
                                   device=self.kv.device)
-        return self._decoder(tokens, positions, mask, placeholder, False)
+        return self.recognizer.model.proj_out(self._decoder(tokens, positions, mask, placeholder, False)[:, -1])

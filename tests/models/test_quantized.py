@@ -57,6 +57,22 @@ def test_row_int8_is_exactly_batch_invariant():
         assert torch.equal(packed(neighbours)[1], together[index])
 
 
+def test_row_int8_with_fixed_parameters_equals_fbgemms_dynamic_choice_for_an_anchored_batch():
+    """The fixed activation scale and zero point are those FBGEMM's dynamic quantisation picks for rows
+    spanning [-1, 1]: the same numbers, bit for bit, as `linear_dynamic` on the scaled rows plus an anchor
+    row [-1, 1, 0, ...] (the scheme before), for rows whose extreme is +1 or -1 and for all-zero rows."""
+    linear = _linear(bias=False)
+    packed = PackedLinear.from_linear(linear, "int8")
+    torch.manual_seed(2)
+    rows = torch.randn(30, 96) * torch.logspace(-3, 3, 30)[:, None]
+    rows[3, 5], rows[4, 6], rows[5] = 1e4, -1e4, 0.0  # a positive extreme, a negative one, a zero row
+    scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny)
+    anchor = torch.zeros(1, 96)
+    anchor[0, 0], anchor[0, 1] = -1.0, 1.0
+    dynamic = torch.ops.quantized.linear_dynamic(torch.cat([rows / scale, anchor]), packed.packed, True)[:30]
+    assert torch.equal(packed(rows), dynamic * scale)
+
+
 def test_fbgemms_per_tensor_scheme_is_not_batch_invariant():
     """Why the service does not use FBGEMM's own dynamic quantisation: a loud neighbour changes a row."""
     packed = PackedLinear.from_linear(_linear(), "int8-tensor")

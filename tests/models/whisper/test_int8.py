@@ -9,6 +9,7 @@ import concurrent.futures
 import pytest
 import torch
 
+from models.decoding.session import decode_all
 from models.quantized import PackedLinear, kernels_missing
 from models.recognition import RecognitionItem
 from models.whisper.recognizer import WhisperRecognizer
@@ -99,6 +100,45 @@ def test_tiny_int8_steps_written_out_give_the_transformers_forward_passs_scores_
     assert all(torch.equal(mine, theirs) for mine, theirs in zip(scores[True], scores[False]))
 
 
+def test_tiny_int8_windows_written_out_give_the_transformers_encoders_states_bit_for_bit(tiny_int8):
+    """models.whisper.encode: the packed path encodes each window with the written-out calls (the encoder
+    module's forward is not called), and its states equal the transformers forward pass's exactly."""
+    encoder = tiny_int8.model.model.encoder
+    features = tiny_int8.features(_items()[:3])  # [3, n_mels, 3000]
+    calls = []
+    handle = encoder.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        states = tiny_int8.encode(features)
+    finally:
+        handle.remove()
+    assert calls == [] and states.shape[0] == 3
+    with torch.inference_mode():
+        for index in range(3):
+            assert torch.equal(states[index:index + 1], encoder(features[index:index + 1]).last_hidden_state)
+
+
+def _with_passes(recognizer: WhisperRecognizer, items: list[RecognitionItem], fold: bool) -> tuple[list, int]:
+    """The items decoded together, with the first-step pass folded into the prompt pass where the prompt is
+    known (the default) or never; and how many decoder passes the prefill made."""
+    session, passes = recognizer.open_session(len(items)), []
+    decoder = session._decoder
+    session._decoder = lambda *args: passes.append(1) or decoder(*args)
+    if not fold:
+        session._known_languages = lambda rows: None
+    return decode_all(session, items), len(passes)
+
+
+def test_one_prompt_pass_where_the_prompt_is_known_gives_the_two_passes_numbers_exactly(tiny_int8):
+    """models/whisper/session.py: with no context (English-only model) the prompt is known before the first
+    pass, and P(no speech) is read at the SOT position of the prompt pass: every field, its floats included,
+    is the same as with the separate SOT pass. A row with context still gets two passes."""
+    items = _items()  # item 1 has context
+    folded, folded_passes = _with_passes(tiny_int8, items, fold=True)
+    separate, separate_passes = _with_passes(tiny_int8, items, fold=False)
+    assert (folded_passes, separate_passes) == (len(items) + 1, 2 * len(items))  # one row at a time on a CPU
+    assert folded == separate  # dataclass equality: no_speech_prob and avg_logprob bit for bit
+
+
 def _human_english_wer(recognizer: WhisperRecognizer) -> float:
     paths = human_english()
     results = recognizer.recognize([RecognitionItem(load_clip(p)) for p in paths])
@@ -116,6 +156,8 @@ def test_base_int8_is_batch_invariant_with_per_item_languages_and_within_the_wer
                         RecognitionItem(load_clip("tts-multilingual/zh/nihao_shijie.wav"))]
     alone = [base.recognize([item])[0] for item in items]
     assert_same_recognitions(_joined(base, items, {0: [0, 5], 1: [1], 4: [2, 6], 9: [3, 4]}), alone)
+    english = [RecognitionItem(load_clip(path), language="en") for path in CLIPS]  # multilingual: prompt known
+    assert _with_passes(base, english, fold=True) == (_with_passes(base, english, fold=False)[0], len(english))
     assert _human_english_wer(base) <= BASE_WER_BOUND
 
 
