@@ -14,7 +14,6 @@ Rules and segments: models.whisper.rules.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -59,15 +58,6 @@ class RowSource(Protocol):
                        avg_logprob: float, encoded: torch.Tensor | None = None) -> Recognition: ...
 
     def decode_text(self, tokens: Sequence[int]) -> str: ...
-
-
-@dataclass(frozen=True)
-class PreparedWindow:
-    """One window prepared ahead of its join: encoder states [1, 1500, d] and, per decoder layer, its
-    cross-attention keys and values [1, H, 1500, D]."""
-
-    encoded: torch.Tensor
-    cross: list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class WhisperSession(SteppedSession):
@@ -133,73 +123,50 @@ class WhisperSession(SteppedSession):
 
     prepares_ahead = True
 
-    def prepare_items(self, items: Sequence[RecognitionItem]) -> list[PreparedWindow]:
-        """Each item's encoder states and its cross-attention keys and values: they read nothing of the
-        session, so they can run ahead on another thread while the running rows step
-        (app/engine/prefill_ahead.py), and the join on the stepping thread is then only the prompt pass
-        (Whisper base, one thread: the six key/value products are ~75 ms of a ~90 ms join). ~37 MB per
-        window for base, held until the join."""
+    def prepare_items(self, items: Sequence[RecognitionItem]) -> list[torch.Tensor]:
+        """Each item's encoder states [1, 1500, d]: the encoder reads nothing of the session, so it can run
+        ahead on another thread while the running rows step (app/engine/prefill_ahead.py)."""
         recognizer = self.recognizer
-        prepared = []
-        for item in items:
-            encoded = recognizer.encode(recognizer.features([item]))  # [1, 1500, d]
-            prepared.append(PreparedWindow(encoded, self._cross_states(encoded)))
-        return prepared
-
-    def _cross_states(self, encoded: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Each decoder layer's cross-attention keys and values of one window, [1, H, 1500, D] each: the
-        products WhisperAttention computes when it fills its cache, as views (the cache copies them)."""
-        states = []
-        for layer in self.decoder.layers:
-            attention = layer.encoder_attn
-            shape = (1, -1, attention.num_heads, attention.head_dim)
-            states.append((attention.k_proj(encoded).view(shape).transpose(1, 2),
-                           attention.v_proj(encoded).view(shape).transpose(1, 2)))
-        return states
-
-    def _fill_cross(self, slots: slice, prepared: Sequence[PreparedWindow]) -> None:
-        """Write prepared cross-attention keys and values into the joining rows' slots."""
-        for index, layer in enumerate(self.kv.cross_cache.layers):
-            for row, window in enumerate(prepared, start=slots.start):
-                key, value = window.cross[index]
-                layer.key_store[row] = key[0]
-                layer.value_store[row] = value[0]
+        return [recognizer.encode(recognizer.features([item])) for item in items]
 
     def prefill(self, rows: list[Row], prepared: Sequence[Any] | None = None) -> torch.Tensor:
         """Scores after each row's prompt [n, V]. On a CPU one row at a time: a group's encoder states and
         cross-attention keys (n x 1500 x d each) leave the caches, and a group of 16 then costs 1.15-1.5x per
         row (measured, AVX2); a row's numbers are the same either way (models/row_attention.py).
-        `prepared`: the rows' windows from `prepare_items`, when it ran ahead."""
+        `prepared`: the rows' encoder states from `prepare_items`, when it ran ahead."""
         if self.kv.device.type == "cpu" and len(rows) > 1:
             return torch.cat([self._prefill([row], None if prepared is None else [prepared[index]])
                               for index, row in enumerate(rows)])
         return self._prefill(rows, prepared)
 
-    def _prefill(self, rows: list[Row], prepared: Sequence[PreparedWindow] | None) -> torch.Tensor:
+    def _prefill(self, rows: list[Row], prepared: Sequence[torch.Tensor] | None) -> torch.Tensor:
         recognizer, device = self.recognizer, self.kv.device
         if prepared is None:
             encoded = recognizer.encode(recognizer.features([row.item for row in rows]))  # [B, 1500, d]
         else:
-            encoded = torch.cat([window.encoded for window in prepared])
+            encoded = torch.cat(list(prepared))
         lengths = [len(row.state["prefix"]) + recognizer.start_length for row in rows]
         slots, columns = self.kv.open_join(lengths)
-        fill_cross = prepared is None  # else the passes read the prepared keys and values from the slots
-        if prepared is not None:
-            self._fill_cross(slots, prepared)
-        items, known = [row.item for row in rows], self._known_languages(rows)
-        if known is None:
-            languages, no_speech = self._first_pass(items, slots, columns, encoded, fill_cross)
-            fill_cross = False
+        items = [row.item for row in rows]
+        known = self._known_languages(rows)
+        if known is None:  # Pass 1: <|startoftranscript|> alone, in the block's last column (pass 2 overwrites it)
+            self.kv.point(slots, slice(columns.stop - 1, columns.stop), slice(columns.stop - 1, columns.stop))
+            count = len(rows)
+            hidden = self._decoder(torch.full((count, 1), recognizer.sot, device=device),
+                                   torch.zeros((count, 1), dtype=torch.long, device=device),
+                                   torch.ones((count, 1, 1, 1), dtype=torch.bool, device=device), encoded, True)
+            languages, no_speech = recognizer.first_step(items, recognizer.model.proj_out(hidden[:, -1]))
         prompts = [row.state["prefix"] + recognizer.start_tokens(language)
                    for row, language in zip(rows, languages if known is None else known)]
         # Pass 2 (the only one when the prompts were known): every row's prompt, left-padded.
         self.kv.point(slots, columns, columns)
         tokens, positions = self._prompt_tensors(prompts)
-        hidden = self._decoder(tokens, positions, KVSlots.prefill_mask(lengths, device), encoded, fill_cross)
+        hidden = self._decoder(tokens, positions, KVSlots.prefill_mask(lengths, device), encoded, known is not None)
         if known is not None:  # SOT opens each prompt (no context): its position is the first real one
             starts = torch.tensor([tokens.shape[1] - len(prompt) for prompt in prompts], device=device)
             sot_hidden = hidden[torch.arange(len(rows), device=device), starts]  # [n, d]
             languages, no_speech = recognizer.first_step(items, recognizer.model.proj_out(sot_hidden))
+        scores = recognizer.model.proj_out(hidden[:, -1])
         self.kv.commit_join(lengths)
         for index, (row, prompt, language, p_none) in enumerate(zip(rows, prompts, languages, no_speech)):
             row.position = len(prompt)
@@ -207,18 +174,7 @@ class WhisperSession(SteppedSession):
             row.state.update(language=language, no_speech=p_none)
             if row.item.words:  # the aligner's teacher-forced pass reuses it ([1500, d], ~1 MB): no 2nd encoder
                 row.state["encoded"] = encoded[index].clone()
-        return self.recognizer.model.proj_out(hidden[:, -1])
-
-    def _first_pass(self, items: list[RecognitionItem], slots: slice, columns: slice, encoded: torch.Tensor,
-                    fill_cross: bool) -> tuple[list[str], list[float]]:
-        """<|startoftranscript|> alone, in the block's last column (the prompt pass overwrites it): each row's
-        language (given or detected) and P(no speech)."""
-        device, count = self.kv.device, len(items)
-        self.kv.point(slots, slice(columns.stop - 1, columns.stop), slice(columns.stop - 1, columns.stop))
-        hidden = self._decoder(torch.full((count, 1), self.recognizer.sot, device=device),
-                               torch.zeros((count, 1), dtype=torch.long, device=device),
-                               torch.ones((count, 1, 1, 1), dtype=torch.bool, device=device), encoded, fill_cross)
-        return self.recognizer.first_step(items, self.recognizer.model.proj_out(hidden[:, -1]))
+        return scores
 
     def _prompt_tensors(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens and positions [n, width] of left-padded prompts."""

@@ -81,27 +81,6 @@ def test_tiny_int8_rows_prepared_on_two_threads_while_rows_step_equal_each_row_a
     assert_same_recognitions([results[i] for i in range(len(items))], alone)
 
 
-def test_tiny_int8_a_prepared_join_reads_the_cross_attention_states_prepared_ahead(tiny_int8):
-    """models/whisper/session.py: `prepare` computes the cross-attention keys and values with the encoder, so
-    the join on the stepping thread runs no cross-attention projection; the rows decode as alone."""
-    items = _items()
-    alone = [tiny_int8.recognize([item])[0] for item in items]
-    session = tiny_int8.open_session(len(items))
-    prepared = session.prepare(items)
-    projections = []
-    hooks = [layer.encoder_attn.k_proj.register_forward_hook(lambda *args: projections.append(1))
-             for layer in session.decoder.layers]
-    try:
-        results = {u.key: u.result for u in session.join(list(enumerate(items)), prepared) if u.result}
-    finally:
-        for hook in hooks:
-            hook.remove()
-    assert projections == []
-    while session.running:
-        results.update((u.key, u.result) for u in session.step() if u.result is not None)
-    assert_same_recognitions([results[i] for i in range(len(items))], alone)
-
-
 def test_tiny_int8_steps_written_out_give_the_transformers_forward_passs_scores_bit_for_bit(tiny_int8):
     """models.whisper.decode_step against the decoder's own forward pass, rows joining at different steps."""
     items, schedule = _items(), {0: [0, 1], 3: [2], 5: [3, 4]}
