@@ -110,6 +110,11 @@ def row_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: tor
     return out.transpose(1, 2).contiguous(), None
 
 
+def in_use(config: Any) -> bool:
+    """Whether modules built from `config` attend row by row (what the written-out Whisper paths require)."""
+    return getattr(config, "_attn_implementation", None) == NAME
+
+
 def use_row_attention(config: Any) -> None:
     """Make the modules built from `config` (already built ones included: they read it per call) attend
     row by row."""

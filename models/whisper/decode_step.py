@@ -18,13 +18,7 @@ import torch
 
 from models.decoding.kv_slots import KVSlots
 from models.row_attention import row_attention_forward
-
-
-def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """[n, 1, d] -> [n, heads, 1, d / heads]: the same numbers as WhisperAttention's contiguous copy, as a view
-    (with one token per row the head axis needs no reordering; a fused projection's columns stay strided,
-    and the cache copies them into its slots)."""
-    return x.view(x.shape[0], 1, heads, -1).transpose(1, 2)
+from models.whisper.encode import split_heads
 
 
 def _attend(attention: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -42,12 +36,12 @@ def decode_step(decoder: Any, kv: KVSlots, tokens: torch.Tensor, positions: torc
     for index, layer in enumerate(decoder.layers):
         own, cross = layer.self_attn, layer.encoder_attn
         normed = layer.self_attn_layer_norm(hidden)
-        query = _heads(own.q_proj(normed) * own.scaling, own.num_heads)
-        key, value = kv.cache.layers[index].update(_heads(own.k_proj(normed), own.num_heads),
-                                                   _heads(own.v_proj(normed), own.num_heads))
+        query = split_heads(own.q_proj(normed) * own.scaling, own.num_heads)
+        key, value = kv.cache.layers[index].update(split_heads(own.k_proj(normed), own.num_heads),
+                                                   split_heads(own.v_proj(normed), own.num_heads))
         hidden = hidden + _attend(own, query, key, value, mask)
         normed = layer.encoder_attn_layer_norm(hidden)
-        query = _heads(cross.q_proj(normed) * cross.scaling, cross.num_heads)
+        query = split_heads(cross.q_proj(normed) * cross.scaling, cross.num_heads)
         slots = kv.cross_cache.layers[index]
         hidden = hidden + _attend(cross, query, slots.keys, slots.values, None)
         normed = layer.final_layer_norm(hidden)

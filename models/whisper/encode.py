@@ -22,16 +22,18 @@ import torch
 import torch.nn.functional as F
 
 
-def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """[1, T, d] -> [1, heads, T, d / heads] as a view (WhisperAttention makes a contiguous copy)."""
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[n, T, d] -> [n, heads, T, d / heads] as a view: the numbers WhisperAttention's contiguous copy holds
+    (SDPA reads strided heads, and a cache copies them into its slots); a fused projection's columns stay
+    strided."""
     return x.view(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
 
 
 def _attention(attention: Any, normed: torch.Tensor) -> torch.Tensor:
     """WhisperAttention over one window, scores scaled in the query as it does: [1, T, d] -> [1, T, d]."""
     heads = attention.num_heads
-    query = _heads(attention.q_proj(normed) * attention.scaling, heads)
-    key, value = _heads(attention.k_proj(normed), heads), _heads(attention.v_proj(normed), heads)
+    query = split_heads(attention.q_proj(normed) * attention.scaling, heads)
+    key, value = split_heads(attention.k_proj(normed), heads), split_heads(attention.v_proj(normed), heads)
     out = F.scaled_dot_product_attention(query, key, value, scale=1.0)  # [1, H, T, D]
     return attention.out_proj(out.transpose(1, 2).reshape(normed.shape))
 

@@ -127,9 +127,10 @@ class WhisperRecognizer:
             return encoder(features).last_hidden_state
         # The packed CPU path attends row by row: there the written-out window (models.whisper.encode) gives
         # the same numbers without the per-head copies.
-        window = encode_window if self.model.config._attn_implementation == row_attention.NAME else (
-            lambda encoder, one: encoder(one).last_hidden_state)
-        return torch.cat([window(encoder, features[index:index + 1]) for index in range(len(features))])
+        windows = [features[index:index + 1] for index in range(len(features))]
+        if row_attention.in_use(self.model.config):
+            return torch.cat([encode_window(encoder, window) for window in windows])
+        return torch.cat([encoder(window).last_hidden_state for window in windows])
 
     def first_step(self, items: Sequence[RecognitionItem], logits: torch.Tensor) -> tuple[list[str], list[float]]:
         """From the scores after <|startoftranscript|> [B, V]: language per row (given or detected) and

@@ -75,7 +75,7 @@ class WhisperSession(SteppedSession):
         self._cache_arg = cache_argument(self.decoder)
         self._cache = EncoderDecoderCache(self.kv.cache, self.kv.cross_cache)
         # Rows attend one by one (models.row_attention): steps run models.whisper.decode_step, the same calls.
-        self.written_out = config._attn_implementation == row_attention.NAME
+        self.written_out = row_attention.in_use(config)
 
     def row_bytes(self) -> int:
         return self.kv.bytes_per_row(self.max_positions)
@@ -147,17 +147,12 @@ class WhisperSession(SteppedSession):
             encoded = torch.cat(list(prepared))
         lengths = [len(row.state["prefix"]) + recognizer.start_length for row in rows]
         slots, columns = self.kv.open_join(lengths)
-        items = [row.item for row in rows]
-        known = self._known_languages(rows)
-        if known is None:  # Pass 1: <|startoftranscript|> alone, in the block's last column (pass 2 overwrites it)
-            self.kv.point(slots, slice(columns.stop - 1, columns.stop), slice(columns.stop - 1, columns.stop))
-            count = len(rows)
-            hidden = self._decoder(torch.full((count, 1), recognizer.sot, device=device),
-                                   torch.zeros((count, 1), dtype=torch.long, device=device),
-                                   torch.ones((count, 1, 1, 1), dtype=torch.bool, device=device), encoded, True)
-            languages, no_speech = recognizer.first_step(items, recognizer.model.proj_out(hidden[:, -1]))
-        prompts = [row.state["prefix"] + recognizer.start_tokens(language)
-                   for row, language in zip(rows, languages if known is None else known)]
+        items, known = [row.item for row in rows], self._known_languages(rows)
+        if known is None:
+            languages, no_speech = self._first_pass(items, slots, columns, encoded)
+        else:
+            languages = known
+        prompts = [row.state["prefix"] + recognizer.start_tokens(language) for row, language in zip(rows, languages)]
         # Pass 2 (the only one when the prompts were known): every row's prompt, left-padded.
         self.kv.point(slots, columns, columns)
         tokens, positions = self._prompt_tensors(prompts)
@@ -165,7 +160,7 @@ class WhisperSession(SteppedSession):
         if known is not None:  # SOT opens each prompt (no context): its position is the first real one
             starts = torch.tensor([tokens.shape[1] - len(prompt) for prompt in prompts], device=device)
             sot_hidden = hidden[torch.arange(len(rows), device=device), starts]  # [n, d]
-            languages, no_speech = recognizer.first_step(items, recognizer.model.proj_out(sot_hidden))
+            _, no_speech = recognizer.first_step(items, recognizer.model.proj_out(sot_hidden))  # languages: known
         scores = recognizer.model.proj_out(hidden[:, -1])
         self.kv.commit_join(lengths)
         for index, (row, prompt, language, p_none) in enumerate(zip(rows, prompts, languages, no_speech)):
@@ -175,6 +170,17 @@ class WhisperSession(SteppedSession):
             if row.item.words:  # the aligner's teacher-forced pass reuses it ([1500, d], ~1 MB): no 2nd encoder
                 row.state["encoded"] = encoded[index].clone()
         return scores
+
+    def _first_pass(self, items: list[RecognitionItem], slots: slice, columns: slice,
+                    encoded: torch.Tensor) -> tuple[list[str], list[float]]:
+        """<|startoftranscript|> alone, in the block's last column (the prompt pass overwrites it); fills the
+        cross-attention slots. Each row's language (given or detected) and P(no speech)."""
+        device, count = self.kv.device, len(items)
+        self.kv.point(slots, slice(columns.stop - 1, columns.stop), slice(columns.stop - 1, columns.stop))
+        hidden = self._decoder(torch.full((count, 1), self.recognizer.sot, device=device),
+                               torch.zeros((count, 1), dtype=torch.long, device=device),
+                               torch.ones((count, 1, 1, 1), dtype=torch.bool, device=device), encoded, True)
+        return self.recognizer.first_step(items, self.recognizer.model.proj_out(hidden[:, -1]))
 
     def _prompt_tensors(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens and positions [n, width] of left-padded prompts."""
