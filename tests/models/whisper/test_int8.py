@@ -12,6 +12,7 @@ import torch
 from models.decoding.session import decode_all
 from models.quantized import PackedLinear, kernels_missing
 from models.recognition import RecognitionItem
+from models.whisper.encode import encode_window
 from models.whisper.recognizer import WhisperRecognizer
 from tests.models.compare import assert_same_recognitions, same_recognition
 from tests.models.whisper import converted_demo_model, load_clip, reference
@@ -115,6 +116,8 @@ def test_tiny_int8_windows_written_out_give_the_transformers_encoders_states_bit
     with torch.inference_mode():
         for index in range(3):
             assert torch.equal(states[index:index + 1], encoder(features[index:index + 1]).last_hidden_state)
+        with pytest.raises(ValueError, match="one window"):
+            encode_window(encoder, features[:2])
 
 
 def _with_passes(recognizer: WhisperRecognizer, items: list[RecognitionItem], fold: bool) -> tuple[list, int]:
