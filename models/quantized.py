@@ -85,6 +85,14 @@ def _int8_per_channel(weight: torch.Tensor) -> torch.Tensor:
     return torch.quantize_per_channel(weight.float().contiguous(), scales, zero_points, 0, torch.qint8)
 
 
+def row_scaled(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows [M, in] divided by their largest magnitudes, and those magnitudes [M, 1] (abs then amax: ~25x faster
+    than vector_norm(inf) at encoder sizes, and exact). An all-zero row gets the smallest normal float: it
+    divides to zeros, and zeros times it give the bias."""
+    scale = rows.abs().amax(dim=1, keepdim=True).clamp_(min=_SMALLEST_NORMAL)
+    return rows / scale, scale
+
+
 class PackedLinear(nn.Module):
     """A Linear whose weight lives packed for FBGEMM in int8 or fp16; fp32 in, fp32 out, CPU only.
 
@@ -123,25 +131,31 @@ class PackedLinear(nn.Module):
             rows = rows.detach()
         if rows.dtype != torch.float32:
             raise TypeError(f"packed linear layers take float32 input, got {rows.dtype}")
+        return self.rows(rows.contiguous()).view(*x.shape[:-1], self.out_features)
+
+    def rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The product on contiguous float32 rows [M, in] -> [M, out], without forward's checks and reshapes
+        (a written-out decode step calls it directly: models/whisper/decode_step.py)."""
         if self.kind == "fp16":
-            out = torch.ops.quantized.linear_dynamic_fp16(rows.contiguous(), self.packed)
-        elif self.kind == "int8-tensor":
-            out = torch.ops.quantized.linear_dynamic(rows.contiguous(), self.packed, True)
-        else:
-            out = self._per_row(rows)
-        return out.view(*x.shape[:-1], self.out_features)
+            return torch.ops.quantized.linear_dynamic_fp16(rows, self.packed)
+        if self.kind == "int8-tensor":
+            return torch.ops.quantized.linear_dynamic(rows, self.packed, True)
+        return self._per_row(rows)
 
     def _per_row(self, rows: torch.Tensor) -> torch.Tensor:
         # Six torch calls on purpose: a decode step runs ~30 of these on one or a few rows, where each call's
         # dispatch (~5 us on these CPUs) costs more than its arithmetic.
-        # [M, 1] largest |x| (abs then amax: ~25x faster than vector_norm(inf) at encoder sizes, and exact).
-        # An all-zero row gets the smallest normal float: it divides to zeros, and zeros times it give the bias.
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp_(min=_SMALLEST_NORMAL)
-        out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
-            rows / scale, SPAN_SCALE, SPAN_ZERO_POINT, self.packed)  # [M, out], every row in [-1, 1]
+        scaled, scale = row_scaled(rows)
+        out = self.scaled_product(scaled)
         if self.bias is None:
             return out.mul_(scale)
         return torch.addcmul(self.bias, out, scale, out=out)  # bias + out * scale in one pass
+
+    def scaled_product(self, scaled: torch.Tensor) -> torch.Tensor:
+        """The int8 kernel on rows already divided by their scales (`row_scaled`): [M, in] -> [M, out], before
+        the scales are multiplied back and the bias added. One input's scaling can serve several layers."""
+        return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32.default(
+            scaled, SPAN_SCALE, SPAN_ZERO_POINT, self.packed)  # every row in [-1, 1]
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, kind={self.kind}, "

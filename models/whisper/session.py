@@ -23,8 +23,8 @@ from models import row_attention
 from models.decoding.kv_slots import KVSlots, LayerShape, cache_argument
 from models.decoding.session import Row, SteppedSession
 from models.recognition import Recognition, RecognitionItem
-from models.whisper.decode_step import decode_step
 from models.whisper.rules import WhisperRules
+from models.whisper.written_out import WrittenOutDecoder
 
 
 class RowSource(Protocol):
@@ -74,8 +74,9 @@ class WhisperSession(SteppedSession):
         self.max_positions = config.max_target_positions
         self._cache_arg = cache_argument(self.decoder)
         self._cache = EncoderDecoderCache(self.kv.cache, self.kv.cross_cache)
-        # Rows attend one by one (models.row_attention): steps run models.whisper.decode_step, the same calls.
+        # Rows attend one by one (models.row_attention): passes run models.whisper.written_out, the same calls.
         self.written_out = row_attention.in_use(config)
+        self._written = WrittenOutDecoder(self.decoder) if self.written_out else None
 
     def row_bytes(self) -> int:
         return self.kv.bytes_per_row(self.max_positions)
@@ -107,6 +108,10 @@ class WhisperSession(SteppedSession):
                  encoder_states: torch.Tensor, fill_cross: bool) -> torch.Tensor:
         """Hidden states after the final layer norm [n, T, d]; `fill_cross`: compute and store
         cross-attention."""
+        if self.written_out and tokens.shape[0] == 1:  # the packed CPU path, which prefills one row at a time
+            if fill_cross:
+                self._written.fill_cross(self.kv, encoder_states)
+            return self._written.prompt(self.kv, tokens, positions)[None]
         self._cache.is_updated = dict.fromkeys(range(len(self.decoder.layers)), not fill_cross)
         return self.decoder(input_ids=tokens, attention_mask=mask, encoder_hidden_states=encoder_states,
                             position_ids=positions, use_cache=True, **{self._cache_arg: self._cache}).last_hidden_state
@@ -157,11 +162,13 @@ class WhisperSession(SteppedSession):
         self.kv.point(slots, columns, columns)
         tokens, positions = self._prompt_tensors(prompts)
         hidden = self._decoder(tokens, positions, KVSlots.prefill_mask(lengths, device), encoded, known is not None)
-        if known is not None:  # SOT opens each prompt (no context): its position is the first real one
+        if known is None:
+            scores = recognizer.model.proj_out(hidden[:, -1])
+        else:  # SOT opens each prompt (no context): its position is the first real one; one product for both
             starts = torch.tensor([tokens.shape[1] - len(prompt) for prompt in prompts], device=device)
             sot_hidden = hidden[torch.arange(len(rows), device=device), starts]  # [n, d]
-            _, no_speech = recognizer.first_step(items, recognizer.model.proj_out(sot_hidden))  # languages: known
-        scores = recognizer.model.proj_out(hidden[:, -1])
+            sot_scores, scores = recognizer.model.proj_out(torch.cat([sot_hidden, hidden[:, -1]])).split(len(rows))
+            _, no_speech = recognizer.first_step(items, sot_scores)  # languages: known
         self.kv.commit_join(lengths)
         for index, (row, prompt, language, p_none) in enumerate(zip(rows, prompts, languages, no_speech)):
             row.position = len(prompt)
@@ -195,7 +202,7 @@ class WhisperSession(SteppedSession):
     def decode(self, rows: list[Row], tokens: torch.Tensor, positions: torch.Tensor,
                mask: torch.Tensor) -> torch.Tensor:
         if self.written_out:  # the packed CPU path: the step without transformers' plumbing
-            return self.recognizer.model.proj_out(decode_step(self.decoder, self.kv, tokens, positions, mask)[:, -1])
+            return self.recognizer.model.proj_out(self._written.step(self.kv, tokens, positions))
         # Cross-attention reads the slots; the decoder only needs to be told that there is an encoder.
         placeholder = torch.zeros((len(rows), 1, self.recognizer.model.config.d_model), dtype=self.kv.dtype,
                                   device=self.kv.device)

@@ -83,7 +83,8 @@ def test_tiny_int8_rows_prepared_on_two_threads_while_rows_step_equal_each_row_a
 
 
 def test_tiny_int8_steps_written_out_give_the_transformers_forward_passs_scores_bit_for_bit(tiny_int8):
-    """models.whisper.decode_step against the decoder's own forward pass, rows joining at different steps."""
+    """models.whisper.written_out (prompts and steps) against the decoder's own forward pass, rows joining at
+    different steps."""
     items, schedule = _items(), {0: [0, 1], 3: [2], 5: [3, 4]}
     scores = {}
     for written_out in (True, False):
@@ -99,6 +100,26 @@ def test_tiny_int8_steps_written_out_give_the_transformers_forward_passs_scores_
         scores[written_out] = recorded
     assert len(scores[True]) == len(scores[False]) > 10
     assert all(torch.equal(mine, theirs) for mine, theirs in zip(scores[True], scores[False]))
+
+
+def test_tiny_int8_prompts_written_out_fill_the_slots_and_score_as_the_transformers_forward_pass(tiny_int8):
+    """models.whisper.written_out: each row's cross-attention keys and values, its prompt's keys and values
+    and its first scores (one pass where the prompt is known; the SOT pass first for the row with context)
+    equal transformers' bit for bit."""
+    items, outcome = _items(), {}
+    for written_out in (True, False):
+        session = tiny_int8.open_session(len(items))
+        session.written_out = written_out
+        with torch.inference_mode():
+            scores = session.prefill([session.new_row(index, item) for index, item in enumerate(items)])
+        stores = [store for cache in (session.kv.cache, session.kv.cross_cache) for layer in cache.layers
+                  for store in (layer.key_store, layer.value_store)]
+        outcome[written_out] = scores, stores
+    (mine, my_stores), (theirs, their_stores) = outcome[True], outcome[False]
+    assert mine.shape[0] == len(items) and torch.equal(mine, theirs)
+    assert len(my_stores) == 4 * len(tiny_int8.model.model.decoder.layers)
+    assert all(torch.equal(a, b) for a, b in zip(my_stores, their_stores))
+    assert any(bool(store.abs().sum() > 0) for store in my_stores[:2])  # written: not two blank caches
 
 
 def test_tiny_int8_windows_written_out_give_the_transformers_encoders_states_bit_for_bit(tiny_int8):
