@@ -33,14 +33,20 @@ from models.quantized import PackedLinear, row_scaled
 Product = Callable[[torch.Tensor], torch.Tensor]  # [n, in] -> [n, out]
 
 
+def _hooked(module: Any) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
 def _product(linear: Any) -> Product:
-    """A layer's product on contiguous [n, in] rows: a packed layer's kernel call itself, else the module."""
-    return linear.rows if isinstance(linear, PackedLinear) else linear
+    """A layer's product on contiguous [n, in] rows: a packed layer's kernel call itself, else the module
+    (also a packed one with hooks: they run)."""
+    return linear.rows if isinstance(linear, PackedLinear) and not _hooked(linear) else linear
 
 
 def _shared(parts: tuple[Any, ...]) -> Any:
-    """The one int8 product that these projections are the columns of, in order; else None."""
-    if not all(isinstance(part, FusedSlice) for part in parts) or len({id(part.shared) for part in parts}) != 1:
+    """The one int8 product that these projections are the columns of, in order (none hooked); else None."""
+    if not all(isinstance(part, FusedSlice) and not _hooked(part) for part in parts) \
+            or len({id(part.shared) for part in parts}) != 1:
         return None
     shared = parts[0].shared
     return shared if [part.index for part in parts] == list(range(len(shared.bounds))) else None
@@ -62,6 +68,8 @@ def _projections(*parts: Any) -> Callable[[torch.Tensor], tuple[torch.Tensor, ..
 
 
 def _norm(norm: torch.nn.LayerNorm) -> Product:
+    if _hooked(norm):
+        return norm
     return lambda x: F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
@@ -113,7 +121,8 @@ def _attend_each_query(query: torch.Tensor, keys: torch.Tensor, values: torch.Te
 
 
 class WrittenOutDecoder:
-    """The passes of one Whisper decoder; built once per session."""
+    """The passes of one Whisper decoder; built once per session. Packed layers and layer norms are called
+    directly, bypassing their modules, unless they carry hooks when it is built."""
 
     def __init__(self, decoder: Any) -> None:
         self.decoder = decoder

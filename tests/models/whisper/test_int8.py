@@ -52,6 +52,11 @@ def tiny_int8(tmp_path_factory) -> WhisperRecognizer:
     return _packed("tiny_en", "int8", tmp_path_factory)
 
 
+@pytest.fixture(scope="module")
+def tiny_fp16(tmp_path_factory) -> WhisperRecognizer:
+    return _packed("tiny_en", "fp16", tmp_path_factory)
+
+
 def test_tiny_int8_rows_joining_at_different_steps_equal_each_row_alone(tiny_int8):
     items = _items()
     alone = [tiny_int8.recognize([item])[0] for item in items]
@@ -82,13 +87,15 @@ def test_tiny_int8_rows_prepared_on_two_threads_while_rows_step_equal_each_row_a
     assert_same_recognitions([results[i] for i in range(len(items))], alone)
 
 
-def test_tiny_int8_steps_written_out_give_the_transformers_forward_passs_scores_bit_for_bit(tiny_int8):
+@pytest.mark.parametrize("kind", ["int8", "fp16"])
+def test_tiny_steps_written_out_give_the_transformers_forward_passs_scores_bit_for_bit(kind, request):
     """models.whisper.written_out (prompts and steps) against the decoder's own forward pass, rows joining at
     different steps."""
+    recognizer = request.getfixturevalue(f"tiny_{kind}")
     items, schedule = _items(), {0: [0, 1], 3: [2], 5: [3, 4]}
     scores = {}
     for written_out in (True, False):
-        session = tiny_int8.open_session(len(items))
+        session = recognizer.open_session(len(items))
         assert session.written_out  # int8 attends row by row: the written-out step is the default
         session.written_out, recorded, decode = written_out, [], session.decode
         session.decode = lambda *args, decode=decode, recorded=recorded: recorded.append(decode(*args)) or recorded[-1]
@@ -102,13 +109,17 @@ def test_tiny_int8_steps_written_out_give_the_transformers_forward_passs_scores_
     assert all(torch.equal(mine, theirs) for mine, theirs in zip(scores[True], scores[False]))
 
 
-def test_tiny_int8_prompts_written_out_fill_the_slots_and_score_as_the_transformers_forward_pass(tiny_int8):
+@pytest.mark.parametrize("kind", ["int8", "fp16"])
+def test_tiny_prompts_written_out_fill_the_slots_and_score_as_the_transformers_forward_pass(kind, request):
     """models.whisper.written_out: each row's cross-attention keys and values, its prompt's keys and values
     and its first scores (one pass where the prompt is known; the SOT pass first for the row with context)
-    equal transformers' bit for bit."""
+    equal transformers' bit for bit: with int8 (projections fused, the encoder states scaled once for every
+    layer) and fp16 weights (a product per projection)."""
+    recognizer = request.getfixturevalue(f"tiny_{kind}")
     items, outcome = _items(), {}
     for written_out in (True, False):
-        session = tiny_int8.open_session(len(items))
+        session = recognizer.open_session(len(items))
+        assert session.written_out
         session.written_out = written_out
         with torch.inference_mode():
             scores = session.prefill([session.new_row(index, item) for index, item in enumerate(items)])
@@ -117,9 +128,26 @@ def test_tiny_int8_prompts_written_out_fill_the_slots_and_score_as_the_transform
         outcome[written_out] = scores, stores
     (mine, my_stores), (theirs, their_stores) = outcome[True], outcome[False]
     assert mine.shape[0] == len(items) and torch.equal(mine, theirs)
-    assert len(my_stores) == 4 * len(tiny_int8.model.model.decoder.layers)
+    assert len(my_stores) == 4 * len(recognizer.model.model.decoder.layers)
     assert all(torch.equal(a, b) for a, b in zip(my_stores, their_stores))
     assert any(bool(store.abs().sum() > 0) for store in my_stores[:2])  # written: not two blank caches
+
+
+def test_written_out_passes_call_a_hooked_layer_through_its_module(tiny_int8):
+    """A packed layer or layer norm that carries a hook when a session opens is called as a module, so its
+    hooks run; a session opened before the hooks calls the kernels directly (what it is for)."""
+    layer = tiny_int8.model.model.decoder.layers[0]
+    direct, calls = tiny_int8.open_session(1), []
+    handles = [module.register_forward_hook(lambda *args, name=name: calls.append(name))
+               for name, module in (("fc1", layer.fc1), ("norm", layer.final_layer_norm))]
+    try:
+        decode_all(direct, [_items()[0]])
+        assert calls == []
+        decode_all(tiny_int8.open_session(1), [_items()[0]])
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert "fc1" in calls and "norm" in calls
 
 
 def test_tiny_int8_windows_written_out_give_the_transformers_encoders_states_bit_for_bit(tiny_int8):
