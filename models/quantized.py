@@ -86,9 +86,9 @@ def _int8_per_channel(weight: torch.Tensor) -> torch.Tensor:
 
 
 def row_scaled(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows [M, in] divided by their largest magnitudes, and those magnitudes [M, 1] (abs then amax: ~25x faster
-    than vector_norm(inf) at encoder sizes, and exact). An all-zero row gets the smallest normal float: it
-    divides to zeros, and zeros times it give the bias."""
+    """Rows [M, in] divided by their largest magnitudes, and those magnitudes [M, 1] (abs then amax, exact: at
+    1500 x 512 0.17 ms against 1.1 for aminmax and 1.3 for vector_norm(inf), 2 threads, AVX2). An all-zero row
+    gets the smallest normal float: it divides to zeros, and zeros times it give the bias."""
     scale = rows.abs().amax(dim=1, keepdim=True).clamp_(min=_SMALLEST_NORMAL)
     return rows / scale, scale
 
@@ -135,7 +135,7 @@ class PackedLinear(nn.Module):
 
     def rows(self, rows: torch.Tensor) -> torch.Tensor:
         """The product on contiguous float32 rows [M, in] -> [M, out], without forward's checks and reshapes
-        (a written-out decode step calls it directly: models/whisper/decode_step.py)."""
+        (the written-out Whisper passes call it directly: models/whisper/written_out.py)."""
         if self.kind == "fp16":
             return torch.ops.quantized.linear_dynamic_fp16(rows, self.packed)
         if self.kind == "int8-tensor":

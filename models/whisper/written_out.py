@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from models.decoding.kv_slots import KVSlots
 from models.fused_projections import FusedSlice
 from models.quantized import PackedLinear, row_scaled
+from models.whisper.encode import split_heads
 
 Product = Callable[[torch.Tensor], torch.Tensor]  # [n, in] -> [n, out]
 
@@ -71,11 +72,6 @@ def _norm(norm: torch.nn.LayerNorm) -> Product:
     if _hooked(norm):
         return norm
     return lambda x: F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-
-
-def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """[T, H * D] -> [1, H, T, D] (a view)."""
-    return x.view(1, x.shape[0], heads, -1).transpose(1, 2)
 
 
 class _Layer:
@@ -141,11 +137,12 @@ class WrittenOutDecoder:
         scaled = None
         for layer, cross in zip(self.layers, kv.cross_cache.layers):
             stores = (cross.key_store[slot].transpose(0, 1), cross.value_store[slot].transpose(0, 1))  # [S, H, D]
-            packed = None if layer.cross_shared is None else layer.cross_shared.packed
-            if packed is None or packed.kind != "int8" or packed.bias is None:
+            # Not fused, or hooked: a product per projection. (Fused ones are int8 with a bias: fuse_projections.)
+            if layer.cross_shared is None or _hooked(layer.cross_shared.packed):
                 for store, part in zip(stores, layer.cross_kv(states)):
                     store.copy_(part.view(store.shape))
                 continue
+            packed = layer.cross_shared.packed
             if scaled is None:  # the same input for every layer: its row scales once
                 scaled, scale = row_scaled(states)
             raw = packed.scaled_product(scaled)  # [S, 2 H D]
@@ -162,13 +159,13 @@ class WrittenOutDecoder:
         slot, hidden = window.rows.start, self._embed(tokens, positions)[0]  # [T, d]
         for layer, own, cross in zip(self.layers, kv.cache.layers, kv.cross_cache.layers):
             query, key, value = layer.own_qkv(layer.own_norm(hidden))
-            own.key_store[slot, :, window.write] = _heads(key, layer.heads)[0]
-            own.value_store[slot, :, window.write] = _heads(value, layer.heads)[0]
+            own.key_store[slot, :, window.write] = split_heads(key[None], layer.heads)[0]
+            own.value_store[slot, :, window.write] = split_heads(value[None], layer.heads)[0]
             keys, values = own.key_store[slot:slot + 1, :, window.read], own.value_store[slot:slot + 1, :, window.read]
-            out = F.scaled_dot_product_attention(_heads(query * layer.own_scaling, layer.heads), keys, values,
-                                                 is_causal=count > 1, scale=1.0)  # [1, H, T, D]
+            query = split_heads((query * layer.own_scaling)[None], layer.heads)
+            out = F.scaled_dot_product_attention(query, keys, values, is_causal=count > 1, scale=1.0)  # [1, H, T, D]
             hidden = hidden + layer.own_out(out.transpose(1, 2).reshape(count, -1))
-            query = _heads(layer.cross_q(layer.cross_norm(hidden)) * layer.cross_scaling, layer.heads)
+            query = split_heads((layer.cross_q(layer.cross_norm(hidden)) * layer.cross_scaling)[None], layer.heads)
             out = _attend_each_query(query, cross.key_store[slot:slot + 1], cross.value_store[slot:slot + 1])
             hidden = layer.mlp(hidden + layer.cross_out(out))
         return self.final_norm(hidden)
